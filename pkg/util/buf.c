@@ -1,0 +1,122 @@
+#include "pkg/util/buf.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pkg/util/mem.h"
+
+void st_buf_init(struct st_buf *b, size_t cap)
+{
+	b->ptr = NULL;
+	b->len = 0;
+	b->alloc = 0;
+	b->cap = cap;
+}
+
+void st_buf_dispose(struct st_buf *b)
+{
+	free(b->ptr);
+	b->ptr = NULL;
+	b->len = 0;
+	b->alloc = 0;
+}
+
+void st_buf_clear(struct st_buf *b)
+{
+	b->len = 0;
+	if (b->ptr != NULL)
+		b->ptr[0] = '\0';
+}
+
+static int grow(struct st_buf *b, size_t extra)
+{
+	size_t need;
+	size_t na;
+
+	if (extra > b->cap || b->len > b->cap - extra)
+		return ST_ETOOBIG;
+	need = b->len + extra + 1;
+	if (need <= b->alloc)
+		return 0;
+	na = b->alloc ? b->alloc : 64;
+	while (na < need)
+		na = na > SIZE_MAX / 2 ? need : na * 2;
+	if (na > b->cap + 1)
+		na = b->cap + 1;
+	b->ptr = st_xrealloc(b->ptr, na);
+	b->alloc = na;
+	return 0;
+}
+
+int st_buf_put(struct st_buf *b, const void *data, size_t n)
+{
+	int rc;
+
+	if ((rc = grow(b, n)) < 0)
+		return rc;
+	if (n > 0)
+		memcpy(b->ptr + b->len, data, n);
+	b->len += n;
+	b->ptr[b->len] = '\0';
+	return 0;
+}
+
+int st_buf_puts(struct st_buf *b, const char *s)
+{
+	return st_buf_put(b, s, strlen(s));
+}
+
+int st_buf_putc(struct st_buf *b, char c)
+{
+	return st_buf_put(b, &c, 1);
+}
+
+int st_buf_vprintf(struct st_buf *b, const char *fmt, va_list ap)
+{
+	va_list ap2;
+	int n;
+	int rc;
+
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		return ST_EINVAL;
+	if ((rc = grow(b, (size_t)n)) < 0)
+		return rc;
+	(void)vsnprintf(b->ptr + b->len, (size_t)n + 1, fmt, ap);
+	b->len += (size_t)n;
+	return 0;
+}
+
+int st_buf_printf(struct st_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = st_buf_vprintf(b, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+char *st_buf_detach(struct st_buf *b, size_t *len_out)
+{
+	char *p = b->ptr;
+
+	if (p == NULL)
+		p = st_xstrdup("");
+	if (len_out != NULL)
+		*len_out = b->len;
+	b->ptr = NULL;
+	b->len = 0;
+	b->alloc = 0;
+	return p;
+}
+
+const char *st_buf_cstr(const struct st_buf *b)
+{
+	return b->ptr ? b->ptr : "";
+}

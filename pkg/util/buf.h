@@ -1,0 +1,41 @@
+/*
+ * st_buf: a growable byte buffer with a hard cap.
+ *
+ * The buffer is always NUL-terminated (the NUL is not counted in len), so it
+ * can be handed to string APIs. Appending past the cap fails with ST_ETOOBIG
+ * and leaves the contents unchanged. Not thread-safe. Allocation failure
+ * aborts (see mem.h).
+ */
+#ifndef ST_PKG_UTIL_BUF_H
+#define ST_PKG_UTIL_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "pkg/util/err.h"
+
+struct st_buf {
+	char *ptr;
+	size_t len;
+	size_t alloc;
+	size_t cap;
+};
+
+#define ST_BUF_INIT(c) { NULL, 0, 0, (c) }
+
+void st_buf_init(struct st_buf *b, size_t cap);
+/* Releases the memory; the buffer may be reused after st_buf_init. */
+void st_buf_dispose(struct st_buf *b);
+/* Empties the buffer, keeping its memory. */
+void st_buf_clear(struct st_buf *b);
+int st_buf_put(struct st_buf *b, const void *data, size_t n) ST_WARN_UNUSED;
+int st_buf_puts(struct st_buf *b, const char *s) ST_WARN_UNUSED;
+int st_buf_putc(struct st_buf *b, char c) ST_WARN_UNUSED;
+int st_buf_printf(struct st_buf *b, const char *fmt, ...) ST_PRINTF(2, 3) ST_WARN_UNUSED;
+int st_buf_vprintf(struct st_buf *b, const char *fmt, va_list ap) ST_WARN_UNUSED;
+/* Hands the heap string to the caller (never NULL) and empties b. */
+char *st_buf_detach(struct st_buf *b, size_t *len_out);
+/* Text pointer, "" for an empty buffer; borrowed. */
+const char *st_buf_cstr(const struct st_buf *b);
+
+#endif
