@@ -27,20 +27,20 @@
 struct st_httpd;
 
 struct st_httpd_request {
-	const char *method;	  /* "GET", "POST", ... */
-	const char *path;	  /* URL path without query */
-	const char *query;	  /* raw query string or NULL */
+	const char *method;       /* "GET", "POST", ... */
+	const char *path;         /* URL path without query */
+	const char *query;        /* raw query string or NULL */
 	const char *content_type; /* Content-Type header or NULL */
-	const char *body;	  /* NUL-terminated copy of the body ("" when none) */
+	const char *body;         /* NUL-terminated copy of the body ("" when none) */
 	size_t body_len;
 	const char *client_cn; /* verified client certificate CN, or NULL */
 	const char *peer;      /* "ip:port" of the client */
 };
 
 struct st_httpd_response {
-	int status;		  /* HTTP status; 0 means 500 */
+	int status;               /* HTTP status; 0 means 500 */
 	const char *content_type; /* static string; NULL: application/json */
-	char *body;		  /* malloc'd; taken by the server; may be NULL */
+	char *body;               /* malloc'd; taken by the server; may be NULL */
 	size_t body_len;
 };
 
@@ -48,29 +48,32 @@ struct st_httpd_response {
  * Fills resp and returns 0; a negative return is answered 500 with a
  * generic message (the handler logs the detail once).
  */
-typedef int (*st_httpd_handler)(struct st_httpd_response *resp,
-				const struct st_httpd_request *req, void *payload);
+typedef int (*st_httpd_handler)(struct st_httpd_response *resp, const struct st_httpd_request *req,
+                                void *payload);
 
 /* Called after each response with path, status and seconds taken (metrics). */
 typedef void (*st_httpd_observe_cb)(const char *path, int status, double seconds, void *payload);
 
 struct st_httpd_options {
 	const char *addr; /* listen address, e.g. "127.0.0.1" or "0.0.0.0" */
-	uint16_t port;	  /* 0: pick a free port (see st_httpd_port) */
+	uint16_t port;    /* 0: pick a free port (see st_httpd_port) */
 	const char *cert_file;
 	const char *key_file;
 	const char *client_ca_file; /* NULL: no client certificates requested */
-	unsigned threads;	    /* worker threads; 0: number of CPUs */
-	size_t max_body;	    /* request body cap in bytes */
+	unsigned threads;           /* worker threads; 0: number of CPUs */
+	size_t max_body;            /* request body cap in bytes */
 	unsigned conn_timeout_s;    /* idle/slow connection timeout */
 	st_httpd_observe_cb observe;
 	void *observe_payload;
 };
-#define ST_HTTPD_OPTIONS_INIT { "127.0.0.1", 0, NULL, NULL, NULL, 0, 1u << 20, 10, NULL, NULL }
+#define ST_HTTPD_OPTIONS_INIT                                                 \
+	{                                                                     \
+		"127.0.0.1", 0, NULL, NULL, NULL, 0, 1u << 20, 10, NULL, NULL \
+	}
 
 /* Loads the certificate pair (errors name the file) and starts listening. */
 int st_httpd_start(struct st_httpd **out, const struct st_httpd_options *opts,
-		   st_httpd_handler handler, void *payload, struct st_err *err) ST_WARN_UNUSED;
+                   st_httpd_handler handler, void *payload, struct st_err *err) ST_WARN_UNUSED;
 /* The bound port. */
 uint16_t st_httpd_port(const struct st_httpd *h);
 /* Stops accepting, finishes in-flight requests (bounded), frees; NULL is a no-op. */

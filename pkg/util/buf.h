@@ -21,7 +21,10 @@ struct st_buf {
 	size_t cap;
 };
 
-#define ST_BUF_INIT(c) { NULL, 0, 0, (c) }
+#define ST_BUF_INIT(c)          \
+	{                       \
+		NULL, 0, 0, (c) \
+	}
 
 void st_buf_init(struct st_buf *b, size_t cap);
 /* Releases the memory; the buffer may be reused after st_buf_init. */

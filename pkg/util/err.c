@@ -8,9 +8,9 @@
 #include "pkg/util/log.h"
 
 static const char *const texts[] = {
-	"success",		  "invalid argument",	 "out of memory",   "input/output error",
-	"timed out",		  "protocol error",	 "too big",	    "not found",
-	"upstream error",	  "TLS error",		 "internal error",
+	"success",        "invalid argument", "out of memory",  "input/output error",
+	"timed out",      "protocol error",   "too big",        "not found",
+	"upstream error", "TLS error",        "internal error",
 };
 
 const char *st_strerror(int rc)

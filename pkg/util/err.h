@@ -13,9 +13,9 @@
 
 #include <stddef.h>
 
-#define ST_WARN_UNUSED	 __attribute__((warn_unused_result))
-#define ST_PRINTF(n, m)	 __attribute__((format(printf, n, m)))
-#define ST_ERR_MSG_SIZE	 256
+#define ST_WARN_UNUSED  __attribute__((warn_unused_result))
+#define ST_PRINTF(n, m) __attribute__((format(printf, n, m)))
+#define ST_ERR_MSG_SIZE 256
 
 enum st_errcode {
 	ST_OK = 0,
@@ -36,7 +36,13 @@ struct st_err {
 	char msg[ST_ERR_MSG_SIZE];
 };
 
-#define ST_ERR_INIT { 0, { 0 } }
+#define ST_ERR_INIT       \
+	{                 \
+		0,        \
+		{         \
+			0 \
+		}         \
+	}
 
 /* Short static text for a code; never NULL. */
 const char *st_strerror(int rc);

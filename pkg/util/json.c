@@ -5,7 +5,7 @@
 #include "pkg/util/caps.h"
 
 int st_json_parse(struct json_object **out, const char *data, size_t len, size_t max_len,
-		  const char *what, struct st_err *err)
+                  const char *what, struct st_err *err)
 {
 	struct json_tokener *tok = NULL;
 	struct json_object *obj = NULL;
@@ -15,7 +15,7 @@ int st_json_parse(struct json_object **out, const char *data, size_t len, size_t
 	*out = NULL;
 	if (len > max_len) {
 		rc = st_err_set(err, ST_ETOOBIG, "%s is %zu bytes, over the limit of %zu", what,
-				len, max_len);
+		                len, max_len);
 		goto out;
 	}
 	if (len > (size_t)INT32_MAX) {
@@ -32,12 +32,12 @@ int st_json_parse(struct json_object **out, const char *data, size_t len, size_t
 	jerr = json_tokener_get_error(tok);
 	if (jerr == json_tokener_continue) {
 		rc = st_err_set(err, ST_EINVAL, "%s: unexpected end of JSON after %zu bytes", what,
-				len);
+		                len);
 		goto out;
 	}
 	if (jerr != json_tokener_success || obj == NULL) {
 		rc = st_err_set(err, ST_EINVAL, "%s: invalid JSON at byte %zu: %s", what,
-				json_tokener_get_parse_end(tok), json_tokener_error_desc(jerr));
+		                json_tokener_get_parse_end(tok), json_tokener_error_desc(jerr));
 		goto out;
 	}
 	if (json_tokener_get_parse_end(tok) < len) {
@@ -46,8 +46,8 @@ int st_json_parse(struct json_object **out, const char *data, size_t len, size_t
 		while (end < len && strchr(" \t\r\n", data[end]) != NULL)
 			end++;
 		if (end < len) {
-			rc = st_err_set(err, ST_EINVAL, "%s: unexpected data after JSON at byte %zu",
-					what, end);
+			rc = st_err_set(err, ST_EINVAL,
+			                "%s: unexpected data after JSON at byte %zu", what, end);
 			goto out;
 		}
 	}
@@ -112,7 +112,7 @@ const char *st_json_to_string(struct json_object *obj, size_t *len_out)
 {
 	size_t len = 0;
 	const char *s = json_object_to_json_string_length(
-		obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 
 	if (len_out != NULL)
 		*len_out = len;

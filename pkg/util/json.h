@@ -23,7 +23,7 @@
  * and invalid UTF-8 with a message naming `what` and the offset.
  */
 int st_json_parse(struct json_object **out, const char *data, size_t len, size_t max_len,
-		  const char *what, struct st_err *err) ST_WARN_UNUSED;
+                  const char *what, struct st_err *err) ST_WARN_UNUSED;
 
 /* Borrowed member lookups; NULL/false when absent or of another type. */
 struct json_object *st_json_get(const struct json_object *obj, const char *key);

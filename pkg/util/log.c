@@ -59,7 +59,7 @@ static void json_escape(char *dst, size_t cap, const char *src)
 }
 
 void st_log(enum st_log_level level, const char *file, const char *func, int line, int rc,
-	    const char *fmt, ...)
+            const char *fmt, ...)
 {
 	char msg[1024];
 	char stamp[40];
@@ -87,12 +87,12 @@ void st_log(enum st_log_level level, const char *file, const char *func, int lin
 
 		json_escape(esc, sizeof(esc), msg);
 		(void)fprintf(stderr,
-			      "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":\"%s\","
-			      "\"src\":\"%s:%d\"}\n",
-			      stamp, ts.tv_nsec / 1000000, level_names[level], esc, file, line);
+		              "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":\"%s\","
+		              "\"src\":\"%s:%d\"}\n",
+		              stamp, ts.tv_nsec / 1000000, level_names[level], esc, file, line);
 	} else {
 		(void)fprintf(stderr, "%s.%03ldZ %-5s %s\n", stamp, ts.tv_nsec / 1000000,
-			      level_names[level], msg);
+		              level_names[level], msg);
 	}
 	pthread_mutex_unlock(&log_lock);
 }

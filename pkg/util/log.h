@@ -38,7 +38,7 @@ int st_log_parse_format(enum st_log_format *out, const char *s) ST_WARN_UNUSED;
 
 /* Writes one event. rc != 0 appends ": <st_strerror(rc)>". Thread-safe. */
 void st_log(enum st_log_level level, const char *file, const char *func, int line, int rc,
-	    const char *fmt, ...) ST_PRINTF(6, 7);
+            const char *fmt, ...) ST_PRINTF(6, 7);
 
 /*
  * Rate limit for a class of messages: returns true when the caller may log.
@@ -50,23 +50,26 @@ struct st_log_ratelimit {
 	unsigned dropped;
 	unsigned burst;
 };
-#define ST_LOG_RATELIMIT_INIT(b) { 0, 0, 0, (b) }
+#define ST_LOG_RATELIMIT_INIT(b) \
+	{                        \
+		0, 0, 0, (b)     \
+	}
 bool st_log_ratelimited(struct st_log_ratelimit *rl);
 
-#define ST_LOG_(lvl, fn, rc, ...)                                                        \
-	do {                                                                             \
-		if ((int)(lvl) <= st_log_level_current)                                  \
-			st_log((lvl), __FILE__, (fn), __LINE__, (rc), __VA_ARGS__);      \
+#define ST_LOG_(lvl, fn, rc, ...)                                                   \
+	do {                                                                        \
+		if ((int)(lvl) <= st_log_level_current)                             \
+			st_log((lvl), __FILE__, (fn), __LINE__, (rc), __VA_ARGS__); \
 	} while (0)
 
-#define st_log_err(...)		ST_LOG_(ST_LOG_ERR, NULL, 0, __VA_ARGS__)
-#define st_log_warn(...)	ST_LOG_(ST_LOG_WARN, NULL, 0, __VA_ARGS__)
-#define st_log_info(...)	ST_LOG_(ST_LOG_INFO, NULL, 0, __VA_ARGS__)
-#define st_log_debug(...)	ST_LOG_(ST_LOG_DEBUG, NULL, 0, __VA_ARGS__)
-#define st_log_err_f(...)	ST_LOG_(ST_LOG_ERR, __func__, 0, __VA_ARGS__)
-#define st_log_warn_f(...)	ST_LOG_(ST_LOG_WARN, __func__, 0, __VA_ARGS__)
-#define st_log_debug_f(...)	ST_LOG_(ST_LOG_DEBUG, __func__, 0, __VA_ARGS__)
-#define st_log_err_fr(rc, ...)	ST_LOG_(ST_LOG_ERR, __func__, (rc), __VA_ARGS__)
+#define st_log_err(...)         ST_LOG_(ST_LOG_ERR, NULL, 0, __VA_ARGS__)
+#define st_log_warn(...)        ST_LOG_(ST_LOG_WARN, NULL, 0, __VA_ARGS__)
+#define st_log_info(...)        ST_LOG_(ST_LOG_INFO, NULL, 0, __VA_ARGS__)
+#define st_log_debug(...)       ST_LOG_(ST_LOG_DEBUG, NULL, 0, __VA_ARGS__)
+#define st_log_err_f(...)       ST_LOG_(ST_LOG_ERR, __func__, 0, __VA_ARGS__)
+#define st_log_warn_f(...)      ST_LOG_(ST_LOG_WARN, __func__, 0, __VA_ARGS__)
+#define st_log_debug_f(...)     ST_LOG_(ST_LOG_DEBUG, __func__, 0, __VA_ARGS__)
+#define st_log_err_fr(rc, ...)  ST_LOG_(ST_LOG_ERR, __func__, (rc), __VA_ARGS__)
 #define st_log_warn_fr(rc, ...) ST_LOG_(ST_LOG_WARN, __func__, (rc), __VA_ARGS__)
 
 #endif
