@@ -1,0 +1,164 @@
+#include "webhook/server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pkg/util/caps.h"
+#include "pkg/util/json.h"
+#include "pkg/util/log.h"
+#include "pkg/util/mem.h"
+#include "webhook/inject.h"
+#include "webhook/review.h"
+
+static struct st_log_ratelimit bad_request_rl = ST_LOG_RATELIMIT_INIT(5);
+
+void st_webhook_init(struct st_webhook *wh, const struct st_webhook_config *cfg)
+{
+	wh->cfg = cfg;
+	wh->ready = false;
+	wh->metrics = st_metrics_new();
+	st_metrics_declare(wh->metrics, "stasis_webhook_requests_total",
+	                   "HTTP requests by path and status code.", ST_METRIC_COUNTER, NULL, 0);
+	st_metrics_declare(wh->metrics, "stasis_webhook_request_duration_seconds",
+	                   "Time from request headers to response queued.", ST_METRIC_HISTOGRAM,
+	                   NULL, 0);
+	st_metrics_declare(wh->metrics, "stasis_webhook_injections_total",
+	                   "Pod admission decisions by result.", ST_METRIC_COUNTER, NULL, 0);
+}
+
+void st_webhook_dispose(struct st_webhook *wh)
+{
+	st_metrics_free(wh->metrics);
+	wh->metrics = NULL;
+}
+
+/* Paths we serve keep their name in metrics; anything else is "other" (bounded labels). */
+static const char *path_label(const char *path)
+{
+	static const char *const known[] = { "/mutate/pods", "/healthz", "/readyz", "/metrics",
+		                             NULL };
+
+	for (size_t i = 0; known[i] != NULL; i++)
+		if (strcmp(path, known[i]) == 0)
+			return known[i];
+	return "other";
+}
+
+void st_webhook_observe(const char *path, int status, double seconds, void *payload)
+{
+	struct st_webhook *wh = payload;
+	char labels[128];
+
+	(void)snprintf(labels, sizeof(labels), "path=\"%s\",code=\"%d\"", path_label(path), status);
+	st_metrics_add(wh->metrics, "stasis_webhook_requests_total", labels, 1);
+	(void)snprintf(labels, sizeof(labels), "path=\"%s\"", path_label(path));
+	st_metrics_observe(wh->metrics, "stasis_webhook_request_duration_seconds", labels, seconds);
+}
+
+static int reply(struct st_httpd_response *resp, int status, const char *ctype, const char *text)
+{
+	resp->status = status;
+	resp->content_type = ctype;
+	resp->body = st_xstrdup(text);
+	resp->body_len = strlen(text);
+	return 0;
+}
+
+static int reply_error(struct st_httpd_response *resp, int status, const char *msg)
+{
+	struct json_object *o = json_object_new_object();
+	size_t len = 0;
+	const char *t;
+
+	st_json_add_str(o, "error", msg);
+	t = st_json_to_string(o, &len);
+	resp->status = status;
+	resp->content_type = "application/json";
+	resp->body = st_xstrndup(t, len);
+	resp->body_len = len;
+	json_object_put(o);
+	return 0;
+}
+
+static bool is_json(const char *ctype)
+{
+	size_t n = strlen("application/json");
+
+	return ctype != NULL && strncmp(ctype, "application/json", n) == 0 &&
+	       (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
+}
+
+static int mutate_pods(struct st_httpd_response *resp, struct st_webhook *wh,
+                       const struct st_httpd_request *req)
+{
+	struct st_admission_request ar;
+	struct st_admission_result res;
+	struct st_err err = ST_ERR_INIT;
+	enum st_inject_outcome outcome = ST_INJECT_NOT_APPLICABLE;
+	char labels[64];
+	int rc;
+
+	if (strcmp(req->method, "POST") != 0)
+		return reply_error(resp, 405, "use POST with an AdmissionReview body");
+	if (!is_json(req->content_type))
+		return reply_error(resp, 415, "Content-Type must be application/json");
+	if (st_admission_decode(&ar, req->body, req->body_len, (size_t)wh->cfg->max_body, &err) <
+	    0) {
+		if (st_log_ratelimited(&bad_request_rl))
+			st_log_warn("bad review from %s: %s", req->peer, st_err_text(&err));
+		return reply_error(resp, 400, st_err_text(&err));
+	}
+	st_admission_result_init(&res);
+	rc = st_inject_pod(&res, &outcome, wh->cfg, &ar);
+	if (rc < 0) {
+		st_log_err_fr(rc, "building the patch for pod %s/%s", ar.namespace_name, ar.name);
+		st_admission_result_dispose(&res);
+		st_admission_request_dispose(&ar);
+		st_metrics_add(wh->metrics, "stasis_webhook_injections_total", "result=\"error\"",
+		               1);
+		return reply_error(resp, 500, "cannot build the patch");
+	}
+	(void)snprintf(labels, sizeof(labels), "result=\"%s\"", st_inject_outcome_name(outcome));
+	st_metrics_add(wh->metrics, "stasis_webhook_injections_total", labels, 1);
+	if (outcome == ST_INJECT_INJECTED)
+		st_log_debug("injected %s into pod %s/%s%s", ST_FREEZER_NAME, ar.namespace_name,
+		             ar.name, ar.dry_run ? " (dry run)" : "");
+	rc = st_admission_encode(&resp->body, &resp->body_len, &ar, &res);
+	st_admission_result_dispose(&res);
+	st_admission_request_dispose(&ar);
+	if (rc < 0)
+		return rc;
+	resp->status = 200;
+	resp->content_type = "application/json";
+	return 0;
+}
+
+int st_webhook_handle(struct st_httpd_response *resp, const struct st_httpd_request *req,
+                      void *payload)
+{
+	struct st_webhook *wh = payload;
+
+	if (strcmp(req->path, "/mutate/pods") == 0)
+		return mutate_pods(resp, wh, req);
+	if (strcmp(req->path, "/healthz") == 0)
+		return reply(resp, 200, "text/plain", "ok\n");
+	if (strcmp(req->path, "/readyz") == 0)
+		return wh->ready ? reply(resp, 200, "text/plain", "ready\n")
+		                 : reply(resp, 503, "text/plain", "not ready\n");
+	if (strcmp(req->path, "/metrics") == 0) {
+		struct st_buf b = ST_BUF_INIT(4u << 20);
+
+		if (st_metrics_render(&b, wh->metrics) < 0) {
+			st_buf_dispose(&b);
+			return ST_ETOOBIG;
+		}
+		resp->status = 200;
+		resp->content_type = "text/plain; version=0.0.4";
+		resp->body = st_buf_detach(&b, &resp->body_len);
+		return 0;
+	}
+	return reply_error(resp, 404,
+	                   "no such path; this server answers /mutate/pods, /healthz, "
+	                   "/readyz and /metrics");
+}
