@@ -159,7 +159,7 @@ static int lookup(struct json_object **out, struct json_object *root,
 			}
 		} else if (json_object_is_type(cur, json_type_array)) {
 			if (!parse_index(&idx, tok)) {
-				*why = "array index is not a number without leading zeros";
+				*why = "array index must be a decimal number without leading zeros";
 				return ST_EINVAL;
 			}
 			if (idx >= json_object_array_length(cur)) {
@@ -410,7 +410,7 @@ static int array_slot(size_t *idx, struct apply_ctx *c, const struct op *o,
 	}
 	if (!parse_index(idx, tok))
 		return op_fail(o, c->err, ST_EINVAL,
-		               "array index is not a number without leading zeros");
+		               "array index must be a decimal number without leading zeros");
 	if (*idx > len || (*idx == len && !insert))
 		return op_fail(o, c->err, ST_ENOTFOUND, "array index out of range");
 	return 0;
