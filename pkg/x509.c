@@ -297,7 +297,7 @@ static int save_pem(const char *path, mode_t mode, const X509 *cert, const EVP_P
 	int rc = ST_EINTERNAL;
 	BIO *bio = BIO_new(BIO_s_mem());
 	char *data = NULL;
-	long len;
+	long len = 0;
 	int ok;
 
 	if (bio == NULL)
@@ -317,8 +317,9 @@ static int save_pem(const char *path, mode_t mode, const X509 *cert, const EVP_P
 	}
 	rc = write_atomic(path, data, (size_t)len, mode, err);
 out:
-	if (data != NULL)
-		OPENSSL_cleanse(data, (size_t)BIO_get_mem_data(bio, &data));
+	/* The memory BIO does not wipe what it held, and it may hold a private key. */
+	if (data != NULL && len > 0)
+		OPENSSL_cleanse(data, (size_t)len);
 	BIO_free(bio);
 	return rc;
 }
@@ -412,8 +413,7 @@ static int add_sans(X509 *x, const struct st_x509_req *req, struct st_err *err)
 	if (gens == NULL)
 		return ossl_fail(err, "subjectAltName");
 	for (i = 0; i < req->n_dns; i++) {
-		if ((rc = push_general_name(gens, GEN_DNS, req->dns[i], (int)strlen(req->dns[i]))) <
-		    0) {
+		if (push_general_name(gens, GEN_DNS, req->dns[i], (int)strlen(req->dns[i])) < 0) {
 			rc = ossl_fail(err, "subjectAltName");
 			goto out;
 		}
@@ -421,7 +421,7 @@ static int add_sans(X509 *x, const struct st_x509_req *req, struct st_err *err)
 	for (i = 0; i < req->n_ips; i++) {
 		size_t n = parse_ip(ip, req->ips[i]);
 
-		if ((rc = push_general_name(gens, GEN_IPADD, ip, (int)n)) < 0) {
+		if (push_general_name(gens, GEN_IPADD, ip, (int)n) < 0) {
 			rc = ossl_fail(err, "subjectAltName");
 			goto out;
 		}
