@@ -28,7 +28,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 CFLAGS    ?=
 CPPFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -D_GNU_SOURCE -I. $(PKG_CFLAGS)
 ALLCFLAGS := $(CPPFLAGS) $(WARN) $(OPTFLAGS) $(CFLAGS) -MMD -MP
-LDFLAGS_  := $(OPTFLAGS) $(LDFLAGS)
+LDFLAGS_  := $(OPTFLAGS) -Wl,--as-needed $(LDFLAGS)
 
 LIB_SRCS  := $(sort $(wildcard pkg/*.c pkg/*/*.c webhook/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/obj/%.o)

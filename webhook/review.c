@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "pkg/util/json.h"
 #include "pkg/util/mem.h"
 
@@ -108,13 +106,35 @@ void st_admission_warn(struct st_admission_result *res, const char *fmt, ...)
 	res->warnings[res->nwarnings++] = st_xstrdup(msg);
 }
 
+/*
+ * Standard base64 with padding. Written out here rather than taken from
+ * libcrypto so that the webhook does not load OpenSSL at all: it is the only
+ * thing the admission path would need from it.
+ */
 static struct json_object *base64(const char *data, size_t len)
 {
-	size_t cap = 4 * ((len + 2) / 3) + 1;
-	char *b = st_xmalloc(cap);
-	int n = EVP_EncodeBlock((unsigned char *)b, (const unsigned char *)data, (int)len);
-	struct json_object *s = json_object_new_string_len(b, n);
+	static const char tbl[] =
+	        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *in = (const unsigned char *)data;
+	size_t cap = 4 * ((len + 2) / 3);
+	char *b = st_xmalloc(cap + 1);
+	size_t o = 0;
+	struct json_object *s;
 
+	for (size_t i = 0; i < len; i += 3) {
+		unsigned v = (unsigned)in[i] << 16;
+
+		if (i + 1 < len)
+			v |= (unsigned)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= in[i + 2];
+		b[o++] = tbl[(v >> 18) & 63];
+		b[o++] = tbl[(v >> 12) & 63];
+		b[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
+		b[o++] = i + 2 < len ? tbl[v & 63] : '=';
+	}
+	b[o] = '\0';
+	s = json_object_new_string_len(b, (int)o);
 	free(b);
 	return s;
 }

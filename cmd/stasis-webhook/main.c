@@ -2,6 +2,7 @@
  * stasis-webhook: the mutating admission webhook. Thin entry point: flags,
  * configuration, then the HTTPS server until SIGTERM/SIGINT.
  */
+#include <ctype.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,7 +45,27 @@ static void usage(FILE *f)
 	                 "The certificate and key are re-read when the files change.\n");
 }
 
-enum { OPT_CERT = 256, OPT_KEY, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_PRINT, OPT_VERSION };
+/* The settings table as a Markdown table: the source of docs/configuration.md. */
+static void print_reference(void)
+{
+	printf("| key | type | default | environment | meaning |\n|---|---|---|---|---|\n");
+	for (size_t i = 0; i < st_webhook_config_table_len; i++) {
+		const struct st_cfg_entry *e = &st_webhook_config_table[i];
+		static const char *const types[] = { "string", "bool", "integer", "duration",
+			                             "size" };
+		char env[128] = "STASIS_";
+		size_t o = strlen(env);
+
+		for (const char *k = e->key; *k && o + 1 < sizeof(env); k++)
+			env[o++] = *k == '.' ? '_' : (char)toupper((unsigned char)*k);
+		env[o] = '\0';
+		printf("| `%s` | %s | %s%s%s | `%s` | %s |\n", e->key, types[e->type],
+		       e->dflt ? "`" : "", e->dflt ? e->dflt : "(unset)", e->dflt ? "`" : "", env,
+		       e->help);
+	}
+}
+
+enum { OPT_CERT = 256, OPT_KEY, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_PRINT, OPT_VERSION, OPT_REF };
 
 struct flag_override {
 	const char *key;
@@ -130,6 +151,7 @@ int main(int argc, char **argv)
 		{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
 		{ "print-config", no_argument, NULL, OPT_PRINT },
 		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "config-reference", no_argument, NULL, OPT_REF },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -169,6 +191,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_VERSION:
 			printf("stasis-webhook %s\n", STASIS_VERSION);
+			return 0;
+		case OPT_REF:
+			print_reference();
 			return 0;
 		case 'h':
 			usage(stdout);

@@ -48,4 +48,17 @@ fi
 wait "$pid" || { echo "FAIL: webhook exited non-zero after SIGTERM" >&2; exit 1; }
 pid=
 grep -q "stopped" "$work/webhook.log"
+# docs/configuration.md must list every setting the binary knows.
+"$STASIS_BIN/stasis-webhook" --config-reference | grep -o '^| `[^`]*`' | while read -r line; do
+	grep -qF -- "$line" "$STASIS_ROOT/docs/configuration.md" ||
+		{ echo "FAIL: docs/configuration.md lacks ${line#| }" >&2; exit 1; }
+done
+# --print-config reflects the file and a bad file is refused with its name.
+"$STASIS_BIN/stasis-webhook" --config "$work/config.yaml" --print-config | grep -q 'injection.freezeTimeout: 20s'
+printf 'injection:\n  imagee: x\n' >"$work/bad.yaml"
+if "$STASIS_BIN/stasis-webhook" --config "$work/bad.yaml" 2>"$work/bad.err"; then
+	echo "FAIL: a config with an unknown key was accepted" >&2
+	exit 1
+fi
+grep -q 'bad.yaml: unknown key "injection.imagee"' "$work/bad.err"
 echo "webhook: all checks passed"
