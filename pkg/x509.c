@@ -777,6 +777,21 @@ out:
 	return rc;
 }
 
+int st_x509_info_load(struct st_x509_info *out, const char *path, struct st_err *err)
+{
+	X509 *cert = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = st_x509_load_cert(&cert, path, err)) < 0)
+		return rc;
+	rc = st_x509_info_get(out, cert, err);
+	if (rc < 0)
+		st_err_prefix(err, "%s", path);
+	X509_free(cert);
+	return rc;
+}
+
 void st_x509_info_dispose(struct st_x509_info *info)
 {
 	size_t i;

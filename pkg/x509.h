@@ -158,6 +158,10 @@ struct st_x509_info {
 /* Fills *out (dispose with st_x509_info_dispose); ST_EINVAL for unreadable fields. */
 int st_x509_info_get(struct st_x509_info *out, const X509 *cert, struct st_err *err) ST_WARN_UNUSED;
 
+/* st_x509_info_get() on the first certificate of a PEM file; errors name the file. */
+int st_x509_info_load(struct st_x509_info *out, const char *path,
+                      struct st_err *err) ST_WARN_UNUSED;
+
 /* Frees the strings in info and zeroes it; safe on a zeroed struct. */
 void st_x509_info_dispose(struct st_x509_info *info);
 

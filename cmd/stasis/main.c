@@ -191,19 +191,15 @@ static void print_date(FILE *f, int64_t t)
 /* Prints one line per written (or kept) pair, read back from disk. */
 static int report_pair(const char *dir, const char *crt, const char *key, const char *what)
 {
-	int rc = ST_EINTERNAL;
 	struct st_err err = ST_ERR_INIT;
 	struct st_x509_info info;
-	X509 *cert = NULL;
 	char path[PATH_MAX];
 	size_t i;
 
-	memset(&info, 0, sizeof(info));
 	(void)snprintf(path, sizeof(path), "%s/%s", dir, crt);
-	if ((rc = st_x509_load_cert(&cert, path, &err)) < 0 ||
-	    (rc = st_x509_info_get(&info, cert, &err)) < 0) {
+	if (st_x509_info_load(&info, path, &err) < 0) {
 		fprintf(stderr, "stasis certs: %s\n", st_err_text(&err));
-		goto out;
+		return err.code;
 	}
 	printf("%-12s %s/%s, %s/%s: CN=%s, until ", what, dir, crt, dir, key,
 	       info.subject_cn != NULL ? info.subject_cn : "");
@@ -213,11 +209,8 @@ static int report_pair(const char *dir, const char *crt, const char *key, const 
 	for (i = 0; i < info.n_ips; i++)
 		printf("%s%s", i == 0 ? ", IP " : ",", info.ips[i]);
 	putchar('\n');
-	rc = 0;
-out:
 	st_x509_info_dispose(&info);
-	X509_free(cert);
-	return rc;
+	return 0;
 }
 
 struct certs_args {

@@ -83,11 +83,9 @@ static void bundle(struct fixture *f, struct st_x509_bundle_options *o, bool *re
 static void file_info(struct fixture *f, const char *name, struct st_x509_info *info)
 {
 	struct st_err err = ST_ERR_INIT;
-	X509 *cert = NULL;
 
-	assert_int_equal(st_x509_load_cert(&cert, in_dir(f, name), &err), 0);
-	assert_int_equal(st_x509_info_get(info, cert, &err), 0);
-	X509_free(cert);
+	if (st_x509_info_load(info, in_dir(f, name), &err) != 0)
+		fail_msg("%s", st_err_text(&err));
 }
 
 static mode_t file_mode(struct fixture *f, const char *name)
@@ -291,11 +289,15 @@ static void test_load_errors(void **state)
 	X509 *cert = NULL;
 	EVP_PKEY *key = NULL;
 	char *big = calloc(1, ST_CAP_PEM + 1);
+	struct st_x509_info info;
 	char crt[256];
 	FILE *fp;
 
 	assert_int_equal(st_x509_load_cert(&cert, in_dir(f, "missing.crt"), &err), ST_ENOTFOUND);
 	assert_non_null(strstr(err.msg, "missing.crt"));
+	st_err_clear(&err);
+	assert_int_equal(st_x509_info_load(&info, in_dir(f, "missing.crt"), &err), ST_ENOTFOUND);
+	st_x509_info_dispose(&info);
 	st_err_clear(&err);
 
 	assert_non_null(big);
