@@ -201,6 +201,50 @@ assert docs[("Namespace", "stasis")]
 for path in glob.glob(os.path.join(m, "*.yaml")):
     assert base64.b64encode(certs("ca.key")).decode() not in open(path).read(), path
 EOF
+# Field names and shapes checked against the Kubernetes round-trip fixtures, whose
+# objects carry every field of their type: a misspelt or misplaced field fails here.
+fixtures=$STASIS_SHARED/conformance/k8s-fixtures
+if [ -d "$fixtures" ]; then
+	$PY - "$m" "$fixtures" <<'EOF' || fail "rendered manifests do not match the Kubernetes types"
+import json, os, sys, yaml
+m, fx = sys.argv[1], sys.argv[2]
+types = {("apps/v1", "Deployment"): "apps.v1.Deployment.json",
+         ("v1", "Service"): "core.v1.Service.json",
+         ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"):
+             "admissionregistration.k8s.io.v1.MutatingWebhookConfiguration.json"}
+
+def check(obj, ref, path):
+    if isinstance(ref, dict):
+        assert isinstance(obj, dict), "%s: expected a map" % path
+        # A map of free-form keys appears in the fixtures as {"<field>Key": "<field>Value"}.
+        if len(ref) == 1 and next(iter(ref)).endswith("Key"):
+            return
+        for k, v in obj.items():
+            assert k in ref, "%s.%s: no such field" % (path, k)
+            check(v, ref[k], path + "." + k)
+    elif isinstance(ref, list):
+        assert isinstance(obj, list), "%s: expected a list" % path
+        for i, v in enumerate(obj):
+            check(v, ref[0], "%s[%d]" % (path, i))
+    elif isinstance(ref, bool):
+        assert isinstance(obj, bool), "%s: expected a boolean" % path
+    elif isinstance(ref, int):
+        assert isinstance(obj, (int, str)) and not isinstance(obj, bool), "%s: expected a number" % path
+
+seen = 0
+for name in sorted(os.listdir(m)):
+    if not name.endswith(".yaml"):
+        continue
+    for doc in yaml.safe_load_all(open(os.path.join(m, name))):
+        ref = types.get((doc["apiVersion"], doc["kind"]))
+        if ref:
+            check(doc, json.load(open(os.path.join(fx, ref))), doc["kind"])
+            seen += 1
+assert seen == 3, seen
+EOF
+else
+	echo "note: $fixtures missing; field names not checked against the Kubernetes types" >&2
+fi
 # The webhook itself accepts the ConfigMap's config.yaml.
 if [ -x "$STASIS_BIN/stasis-webhook" ]; then
 	$PY -c 'import sys, yaml
