@@ -90,8 +90,17 @@ int st_jsonpatch_pointer_parse(struct st_jsonpatch_pointer *out, const char *ptr
 	return 0;
 }
 
+/* Cuts b back to len bytes; b's text stays NUL-terminated. */
+static void buf_truncate(struct st_buf *b, size_t len)
+{
+	b->len = len;
+	if (b->ptr != NULL)
+		b->ptr[len] = '\0';
+}
+
 int st_jsonpatch_escape_token(struct st_buf *out, const char *key)
 {
+	size_t keep = out->len;
 	int rc = 0;
 
 	for (const char *p = key; *p != '\0' && rc == 0; p++) {
@@ -102,6 +111,8 @@ int st_jsonpatch_escape_token(struct st_buf *out, const char *key)
 		else
 			rc = st_buf_putc(out, *p);
 	}
+	if (rc < 0)
+		buf_truncate(out, keep);
 	return rc;
 }
 
@@ -112,10 +123,8 @@ int st_jsonpatch_path_append(struct st_buf *out, const char *key)
 
 	if ((rc = st_buf_putc(out, '/')) < 0)
 		return rc;
-	if ((rc = st_jsonpatch_escape_token(out, key)) < 0) {
-		out->len = keep;
-		out->ptr[keep] = '\0';
-	}
+	if ((rc = st_jsonpatch_escape_token(out, key)) < 0)
+		buf_truncate(out, keep);
 	return rc;
 }
 
@@ -187,7 +196,7 @@ int st_jsonpatch_pointer_get(struct json_object **out, const struct json_object 
 	if ((rc = st_jsonpatch_pointer_parse(&p, ptr, strlen(ptr), err)) < 0)
 		goto out;
 	if ((rc = lookup(out, unconst(doc), &p, p.n, &why)) < 0) {
-		st_err_set(err, rc, "%.100s: %s", ptr, why);
+		(void)st_err_set(err, rc, "%.100s: %s", ptr, why);
 		goto out;
 	}
 	rc = 0;
@@ -745,8 +754,14 @@ static int apply_one(struct apply_ctx *c, const struct json_object *jo, size_t i
 	return rc;
 }
 
+/*
+ * Applies patch to *doc_inout within budget. With in_place false the
+ * caller's document is deep-copied first so that a failure leaves it as it
+ * was; a document the caller will discard on failure (in_place true) is
+ * patched in place, saving the copy.
+ */
 static int apply_budget(struct json_object **doc_inout, const struct json_object *patch,
-                        size_t budget, struct st_err *err)
+                        size_t budget, bool in_place, struct st_err *err)
 {
 	struct apply_ctx c = { .root = NULL, .budget = budget, .err = err };
 	size_t units = 0;
@@ -768,8 +783,12 @@ static int apply_budget(struct json_object **doc_inout, const struct json_object
 		                ST_CAP_JSON_DEPTH);
 		goto out;
 	}
-	if ((rc = copy_value(&c.root, *doc_inout)) < 0)
+	if (in_place) {
+		c.root = *doc_inout;
+		*doc_inout = NULL; /* transferred to c.root until the end */
+	} else if ((rc = copy_value(&c.root, *doc_inout)) < 0) {
 		goto out;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if ((rc = apply_one(&c, json_object_array_get_idx(patch, i), i)) < 0)
 			goto out;
@@ -786,7 +805,7 @@ out:
 int st_jsonpatch_apply(struct json_object **doc_inout, const struct json_object *patch,
                        struct st_err *err)
 {
-	return apply_budget(doc_inout, patch, ST_CAP_PATCH, err);
+	return apply_budget(doc_inout, patch, ST_CAP_PATCH, false, err);
 }
 
 /*
@@ -829,7 +848,7 @@ int st_jsonpatch_apply_text(char **out, size_t *out_len, const char *doc, size_t
 		goto out;
 	if ((rc = st_json_parse(&p, patch, patch_len, ST_CAP_PATCH, "patch", err)) < 0)
 		goto out;
-	if ((rc = apply_budget(&d, p, cap, err)) < 0)
+	if ((rc = apply_budget(&d, p, cap, true, err)) < 0)
 		goto out;
 	text = d != NULL ? st_json_to_string(d, &len) : "null";
 	if (d == NULL)
@@ -925,13 +944,6 @@ int st_jsonpatch_add_from_op(struct json_object *patch_array, const char *op, co
 
 /* ---- diff ------------------------------------------------------------- */
 
-static void path_truncate(struct st_buf *b, size_t len)
-{
-	b->len = len;
-	if (b->ptr != NULL)
-		b->ptr[len] = '\0';
-}
-
 /* Appends {op, path, value: deep copy of v}. */
 static int emit(struct json_object *patch, const char *op, const struct st_buf *path,
                 const struct json_object *v)
@@ -961,7 +973,7 @@ static int diff_object(struct json_object *patch, struct st_buf *path, const str
 		if ((rc = st_jsonpatch_path_append(path, ka)) < 0 ||
 		    (rc = emit(patch, "remove", path, NULL)) < 0)
 			goto out;
-		path_truncate(path, keep);
+		buf_truncate(path, keep);
 	}
 	json_object_object_foreach(b, kb, vb)
 	{
@@ -974,10 +986,10 @@ static int diff_object(struct json_object *patch, struct st_buf *path, const str
 		         : emit(patch, "add", path, vb);
 		if (rc < 0)
 			goto out;
-		path_truncate(path, keep);
+		buf_truncate(path, keep);
 	}
 out:
-	path_truncate(path, keep);
+	buf_truncate(path, keep);
 	return rc;
 }
 
@@ -999,23 +1011,23 @@ static int diff_array(struct json_object *patch, struct st_buf *path, const stru
 		    (rc = diff_value(patch, path, json_object_array_get_idx(a, i),
 		                     json_object_array_get_idx(b, i), level + 1)) < 0)
 			goto out;
-		path_truncate(path, keep);
+		buf_truncate(path, keep);
 	}
 	/* Remove from the end so that earlier indices stay valid. */
 	for (size_t i = la; i > lb; i--) {
 		if ((rc = append_index(path, i - 1)) < 0 ||
 		    (rc = emit(patch, "remove", path, NULL)) < 0)
 			goto out;
-		path_truncate(path, keep);
+		buf_truncate(path, keep);
 	}
 	for (size_t i = la; i < lb; i++) {
 		if ((rc = append_index(path, i)) < 0 ||
 		    (rc = emit(patch, "add", path, json_object_array_get_idx(b, i))) < 0)
 			goto out;
-		path_truncate(path, keep);
+		buf_truncate(path, keep);
 	}
 out:
-	path_truncate(path, keep);
+	buf_truncate(path, keep);
 	return rc;
 }
 

@@ -69,7 +69,8 @@ int st_jsonpatch_pointer_get(struct json_object **out, const struct json_object 
 
 /*
  * Appends key to out as one reference token, '~' escaped as "~0" and '/' as
- * "~1" (no leading '/'). Returns ST_ETOOBIG past the buffer's cap.
+ * "~1" (no leading '/'). Returns ST_ETOOBIG past the buffer's cap, leaving
+ * out as it was.
  */
 int st_jsonpatch_escape_token(struct st_buf *out, const char *key) ST_WARN_UNUSED;
 
@@ -78,9 +79,11 @@ int st_jsonpatch_path_append(struct st_buf *out, const char *key) ST_WARN_UNUSED
 
 /*
  * Applies patch (a JSON array of operations; borrowed, never modified) to
- * *doc_inout. On success *doc_inout is replaced by the patched document (the
- * old one is released; a JSON null document is NULL). On failure *doc_inout
- * is unchanged and err says which operation failed and why.
+ * *doc_inout, a reference the caller owns (take one with json_object_get()
+ * when the document is a member of a larger object). On success that
+ * reference is released and *doc_inout points to the patched document (NULL
+ * for a JSON null). On failure *doc_inout is untouched and err says which
+ * operation failed and why.
  * Returns ST_EINVAL for a malformed patch or a failed "test", ST_ENOTFOUND
  * when a location does not exist, ST_ETOOBIG when a cap is hit, ST_ENOMEM.
  */

@@ -320,6 +320,10 @@ static void test_escape_token(void **state)
 	assert_int_equal(st_buf_puts(&b, "/ab"), 0);
 	assert_int_equal(st_jsonpatch_path_append(&b, "c/d/e"), ST_ETOOBIG);
 	assert_string_equal(st_buf_cstr(&b), "/ab");
+	assert_int_equal(st_jsonpatch_escape_token(&b, "~~/"), ST_ETOOBIG);
+	assert_string_equal(st_buf_cstr(&b), "/ab");
+	assert_int_equal(st_jsonpatch_escape_token(&b, "~"), 0);
+	assert_string_equal(st_buf_cstr(&b), "/ab~0");
 	st_buf_dispose(&b);
 }
 
