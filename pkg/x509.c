@@ -290,12 +290,16 @@ out:
 	return rc;
 }
 
-/* Encodes with the given PEM writer into memory, then writes the file atomically. */
+/*
+ * Encodes the key (when given) or else the certificate as PEM in memory, then
+ * writes the file atomically. A key is encoded into a secure-memory BIO, which
+ * wipes every buffer it outgrows.
+ */
 static int save_pem(const char *path, mode_t mode, const X509 *cert, const EVP_PKEY *key,
                     struct st_err *err)
 {
 	int rc = ST_EINTERNAL;
-	BIO *bio = BIO_new(BIO_s_mem());
+	BIO *bio = BIO_new(key != NULL ? BIO_s_secmem() : BIO_s_mem());
 	char *data = NULL;
 	long len = 0;
 	int ok;
@@ -317,7 +321,6 @@ static int save_pem(const char *path, mode_t mode, const X509 *cert, const EVP_P
 	}
 	rc = write_atomic(path, data, (size_t)len, mode, err);
 out:
-	/* The memory BIO does not wipe what it held, and it may hold a private key. */
 	if (data != NULL && len > 0)
 		OPENSSL_cleanse(data, (size_t)len);
 	BIO_free(bio);
