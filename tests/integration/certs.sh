@@ -245,6 +245,20 @@ EOF
 else
 	echo "note: $fixtures missing; field names not checked against the Kubernetes types" >&2
 fi
+# The ConfigMap carries the example of docs/configuration.md, so the two stay in sync.
+if [ -f "$STASIS_ROOT/docs/configuration.md" ]; then
+	$PY - "$m/20-config.yaml" "$STASIS_ROOT/docs/configuration.md" <<'EOF' ||
+import re, sys, yaml
+cm = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d)
+rendered = yaml.safe_load(cm["data"]["config.yaml"])
+doc = open(sys.argv[2]).read()
+block = re.search(r"## Example\s+```yaml\n(.*?)```", doc, re.S)
+assert block, "no '## Example' yaml block in docs/configuration.md"
+example = yaml.safe_load(block.group(1))
+assert rendered == example, "ConfigMap %r\n!= docs example %r" % (rendered, example)
+EOF
+		fail "manifests/20-config.yaml differs from the example in docs/configuration.md"
+fi
 # The webhook itself accepts the ConfigMap's config.yaml.
 if [ -x "$STASIS_BIN/stasis-webhook" ]; then
 	$PY -c 'import sys, yaml
