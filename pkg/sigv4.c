@@ -86,8 +86,7 @@ int st_sigv4_uri_encode(struct st_buf *out, const char *s, size_t n, bool keep_s
 	return rc;
 }
 
-/* Decodes %XX escapes of s[0..n) into out; a '%' not followed by two hex digits is literal. */
-static int uri_decode(struct st_buf *out, const char *s, size_t n)
+int st_sigv4_uri_decode(struct st_buf *out, const char *s, size_t n, bool strict)
 {
 	size_t i;
 	int rc = 0;
@@ -95,9 +94,15 @@ static int uri_decode(struct st_buf *out, const char *s, size_t n)
 	for (i = 0; i < n && rc == 0; i++) {
 		if (s[i] == '%' && i + 2 < n && hexval((unsigned char)s[i + 1]) >= 0 &&
 		    hexval((unsigned char)s[i + 2]) >= 0) {
-			rc = st_buf_putc(out, (char)(hexval((unsigned char)s[i + 1]) * 16 +
-			                             hexval((unsigned char)s[i + 2])));
+			char c = (char)(hexval((unsigned char)s[i + 1]) * 16 +
+			                hexval((unsigned char)s[i + 2]));
+
+			if (strict && c == '\0')
+				return ST_EINVAL;
+			rc = st_buf_putc(out, c);
 			i += 2;
+		} else if (strict && s[i] == '%') {
+			return ST_EINVAL;
 		} else {
 			rc = st_buf_putc(out, s[i]);
 		}
@@ -111,7 +116,7 @@ static int canonical_uri_s3(struct st_buf *out, const char *path)
 	struct st_buf dec = ST_BUF_INIT(ST_SIGV4_CAP);
 	int rc;
 
-	if ((rc = uri_decode(&dec, path, strlen(path))) < 0)
+	if ((rc = st_sigv4_uri_decode(&dec, path, strlen(path), false)) < 0)
 		goto out;
 	rc = st_sigv4_uri_encode(out, st_buf_cstr(&dec), dec.len, true);
 out:
@@ -185,7 +190,7 @@ static int reencode(char **out, const char *s, size_t n)
 	int rc;
 
 	*out = NULL;
-	if ((rc = uri_decode(&dec, s, n)) < 0)
+	if ((rc = st_sigv4_uri_decode(&dec, s, n, false)) < 0)
 		goto out;
 	if ((rc = st_sigv4_uri_encode(&enc, st_buf_cstr(&dec), dec.len, false)) < 0)
 		goto out;

@@ -126,6 +126,12 @@ int st_sigv4_canonical_query(struct st_buf *out, const char *query) ST_WARN_UNUS
 /* Appends s[0..n) encoded per RFC 3986 unreserved; '/' is kept when keep_slash. */
 int st_sigv4_uri_encode(struct st_buf *out, const char *s, size_t n,
                         bool keep_slash) ST_WARN_UNUSED;
+/*
+ * Appends s[0..n) with %XX escapes decoded. Lenient (strict false): a '%' not
+ * followed by two hex digits is kept. Strict: that, or an escaped NUL, is
+ * ST_EINVAL.
+ */
+int st_sigv4_uri_decode(struct st_buf *out, const char *s, size_t n, bool strict) ST_WARN_UNUSED;
 /* Writes sha256(data) as 64 hex digits and a NUL. */
 void st_sigv4_sha256_hex(char out[65], const void *data, size_t len);
 /* Formats t as YYYYMMDDTHHMMSSZ (UTC). */

@@ -1,0 +1,793 @@
+/*
+ * S3 client and s3:// store tests.
+ *
+ * Offline: XML decoding, credentials, option and URL validation, an
+ * unreachable endpoint (bounded retries, clear error), and the store-level
+ * suite on a file:// location.
+ * Against a real server (tests/integration/s3_rgw.sh starts Ceph RGW and
+ * exports STASIS_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ * STASIS_S3_REGION): every operation, pagination past 1000 keys, multipart
+ * with abort, If-None-Match, wrong secret and missing bucket, and the same
+ * store-level suite on s3://. Those tests skip, saying why, without the
+ * endpoint. STASIS_S3_BENCH_MB=N adds a timed single-stream PUT of N MiB.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pkg/s3.h"
+#include "pkg/store.h"
+#include "pkg/util/buf.h"
+#include "pkg/util/mem.h"
+
+#define MIB (1024u * 1024u)
+
+/* ---- helpers ---- */
+
+/* Deterministic pseudo-random bytes: byte i of stream seed. */
+static unsigned char gen_byte(uint64_t seed, uint64_t i)
+{
+	uint64_t x = (i / 8 + 1) * 0x9e3779b97f4a7c15ull ^ seed;
+
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 29;
+	return (unsigned char)(x >> ((i % 8) * 8));
+}
+
+struct gen {
+	uint64_t seed;
+	uint64_t pos;
+	uint64_t size;
+	uint64_t fail_at; /* returns ST_EIO once pos reaches it; UINT64_MAX: never */
+	size_t max_chunk;
+};
+
+static long gen_read(void *buf, size_t cap, void *payload)
+{
+	struct gen *g = payload;
+	size_t n;
+	size_t i;
+
+	if (g->pos >= g->fail_at)
+		return ST_EIO;
+	n = g->size - g->pos < cap ? (size_t)(g->size - g->pos) : cap;
+	if (g->max_chunk && n > g->max_chunk)
+		n = g->max_chunk;
+	for (i = 0; i < n; i++)
+		((unsigned char *)buf)[i] = gen_byte(g->seed, g->pos + i);
+	g->pos += n;
+	return (long)n;
+}
+
+/* Checks streamed bytes against the generator starting at pos. */
+struct check {
+	uint64_t seed;
+	uint64_t pos;
+	bool bad;
+};
+
+static int check_write(const void *buf, size_t n, void *payload)
+{
+	struct check *c = payload;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (((const unsigned char *)buf)[i] != gen_byte(c->seed, c->pos + i))
+			c->bad = true;
+	}
+	c->pos += n;
+	return 0;
+}
+
+static int count_cb(const char *key, uint64_t size, void *payload)
+{
+	(void)key;
+	(void)size;
+	(*(unsigned *)payload)++;
+	return 0;
+}
+
+/* ---- XML ---- */
+
+static void test_xml_error(void **state)
+{
+	static const char full[] =
+	        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>"
+	        "<Message>The resource &lt;x&gt; &amp; &#233;&#x41; isn&apos;t here</Message>"
+	        "<Key>a/b</Key><RequestId>1</RequestId></Error>";
+	static const char empty_msg[] = "<Error><Code>AccessDenied</Code><Message/></Error>";
+	static const char no_msg[] = "<Error><Code>SignatureDoesNotMatch</Code></Error>";
+	struct st_s3_xml_error x;
+
+	(void)state;
+	assert_int_equal(st_s3_xml_error(&x, full, strlen(full)), 0);
+	assert_string_equal(x.code, "NoSuchKey");
+	assert_string_equal(x.message, "The resource <x> & \xc3\xa9"
+	                               "A isn't here");
+	assert_string_equal(x.key, "a/b");
+	assert_int_equal(st_s3_xml_error(&x, empty_msg, strlen(empty_msg)), 0);
+	assert_string_equal(x.code, "AccessDenied");
+	assert_string_equal(x.message, "");
+	assert_int_equal(st_s3_xml_error(&x, no_msg, strlen(no_msg)), 0);
+	assert_string_equal(x.message, "");
+	assert_int_equal(st_s3_xml_error(&x, "", 0), ST_ENOTFOUND);
+	assert_int_equal(st_s3_xml_error(&x, "<html>502</html>", 16), ST_ENOTFOUND);
+	/* Unterminated and truncated documents. */
+	assert_int_equal(st_s3_xml_error(&x, "<Error><Code>X", 14), ST_ENOTFOUND);
+	assert_int_equal(st_s3_xml_error(&x, "<Error><Code>X</Code></Error", 28), ST_ENOTFOUND);
+}
+
+static void test_xml_text_caps(void **state)
+{
+	char small[4];
+	static const char doc[] = "<A><B>abcdef</B><C/><D>&#0;&bogus;&#x110000;</D></A>";
+
+	(void)state;
+	assert_int_equal(st_s3_xml_text(small, sizeof(small), doc, strlen(doc), "B"), ST_ETOOBIG);
+	assert_string_equal(small, "");
+	assert_int_equal(st_s3_xml_text(small, sizeof(small), doc, strlen(doc), "C"), 0);
+	assert_string_equal(small, "");
+	assert_int_equal(st_s3_xml_text(small, sizeof(small), doc, strlen(doc), "E"), ST_ENOTFOUND);
+	{
+		char big[64];
+
+		/* Invalid entities stay literal rather than producing NULs. */
+		assert_int_equal(st_s3_xml_text(big, sizeof(big), doc, strlen(doc), "D"), 0);
+		assert_string_equal(big, "&#0;&bogus;&#x110000;");
+	}
+}
+
+struct collect {
+	char keys[8][64];
+	uint64_t sizes[8];
+	unsigned n;
+};
+
+static int collect_cb(const char *key, uint64_t size, void *payload)
+{
+	struct collect *c = payload;
+
+	if (c->n == 8)
+		return 99;
+	(void)snprintf(c->keys[c->n], sizeof(c->keys[0]), "%s", key);
+	c->sizes[c->n++] = size;
+	return 0;
+}
+
+static void test_xml_list(void **state)
+{
+	static const char page[] =
+	        "<?xml version=\"1.0\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/"
+	        "2006-03-01/\"><Name>b</Name><Prefix>p/</Prefix><KeyCount>2</KeyCount>"
+	        "<IsTruncated>true</IsTruncated><NextContinuationToken>tok+/=</"
+	        "NextContinuationToken>"
+	        "<Contents><Key>p/a&amp;b</Key><LastModified>x</LastModified><Size>0</Size>"
+	        "</Contents><Contents><Key>p/c</Key><Size>18446744073709551615</Size></Contents>"
+	        "</ListBucketResult>";
+	static const char last[] = "<ListBucketResult><IsTruncated>false</IsTruncated>"
+	                           "</ListBucketResult>";
+	static const char bad_size[] = "<ListBucketResult><Contents><Key>k</Key><Size>-1</Size>"
+	                               "</Contents></ListBucketResult>";
+	static const char no_token[] = "<ListBucketResult><IsTruncated>true</IsTruncated>"
+	                               "</ListBucketResult>";
+	struct collect c;
+	char tok[64];
+	bool more;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(
+	        st_s3_xml_list(&more, tok, sizeof(tok), page, strlen(page), collect_cb, &c), 0);
+	assert_true(more);
+	assert_string_equal(tok, "tok+/=");
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.keys[0], "p/a&b");
+	assert_int_equal(c.sizes[0], 0);
+	assert_true(c.sizes[1] == UINT64_MAX);
+	assert_int_equal(
+	        st_s3_xml_list(&more, tok, sizeof(tok), last, strlen(last), collect_cb, &c), 0);
+	assert_false(more);
+	assert_int_equal(
+	        st_s3_xml_list(&more, tok, sizeof(tok), bad_size, strlen(bad_size), collect_cb, &c),
+	        ST_EPROTO);
+	/* Truncated without a token would loop forever: refused. */
+	assert_int_equal(
+	        st_s3_xml_list(&more, tok, sizeof(tok), no_token, strlen(no_token), collect_cb, &c),
+	        ST_EPROTO);
+	assert_int_equal(st_s3_xml_list(&more, tok, sizeof(tok), "<Error/>", 8, collect_cb, &c),
+	                 ST_EPROTO);
+}
+
+/* ---- credentials ---- */
+
+static void test_credentials_file(void **state)
+{
+	static const char text[] = "# comment\n[default]\naws_access_key_id = AKDEF\n"
+	                           "aws_secret_access_key=SKDEF \r\n\n[profile other]\n"
+	                           "aws_access_key_id=AKO\naws_secret_access_key = SKO\n"
+	                           "aws_session_token = TOK\n[broken]\naws_access_key_id=X\n";
+	struct st_s3_credentials c = ST_S3_CREDENTIALS_INIT;
+	struct st_err err = ST_ERR_INIT;
+	char path[] = "/tmp/stasis-s3-cred-XXXXXX";
+	int fd;
+
+	(void)state;
+	assert_int_equal(st_s3_credentials_parse(&c, text, strlen(text), NULL, &err), 0);
+	assert_string_equal(c.access_key, "AKDEF");
+	assert_string_equal(c.secret_key, "SKDEF");
+	assert_null(c.session_token);
+	st_s3_credentials_dispose(&c);
+	assert_int_equal(st_s3_credentials_parse(&c, text, strlen(text), "other", &err), 0);
+	assert_string_equal(c.secret_key, "SKO");
+	assert_string_equal(c.session_token, "TOK");
+	st_s3_credentials_dispose(&c);
+	assert_int_equal(st_s3_credentials_parse(&c, text, strlen(text), "broken", &err),
+	                 ST_EINVAL);
+	assert_non_null(strstr(err.msg, "aws_secret_access_key"));
+	assert_null(c.access_key);
+	st_err_clear(&err);
+	assert_int_equal(st_s3_credentials_parse(&c, text, strlen(text), "nope", &err), ST_EINVAL);
+	assert_non_null(strstr(err.msg, "[nope]"));
+	st_err_clear(&err);
+
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	(void)close(fd);
+	assert_int_equal(st_s3_credentials_load(&c, path, "other", &err), 0);
+	assert_string_equal(c.access_key, "AKO");
+	st_s3_credentials_dispose(&c);
+	(void)unlink(path);
+	assert_int_equal(st_s3_credentials_load(&c, path, NULL, &err), ST_EINVAL);
+	assert_non_null(strstr(err.msg, path));
+}
+
+static void test_credentials_env(void **state)
+{
+	struct st_s3_credentials c = ST_S3_CREDENTIALS_INIT;
+	struct st_err err = ST_ERR_INIT;
+	char *ak = getenv("AWS_ACCESS_KEY_ID") ? st_xstrdup(getenv("AWS_ACCESS_KEY_ID")) : NULL;
+	char *sk = getenv("AWS_SECRET_ACCESS_KEY") ? st_xstrdup(getenv("AWS_SECRET_ACCESS_KEY"))
+	                                           : NULL;
+
+	(void)state;
+	assert_int_equal(setenv("AWS_ACCESS_KEY_ID", "ENVAK", 1), 0);
+	assert_int_equal(unsetenv("AWS_SECRET_ACCESS_KEY"), 0);
+	assert_int_equal(st_s3_credentials_load(&c, NULL, NULL, &err), ST_EINVAL);
+	assert_non_null(strstr(err.msg, "AWS_SECRET_ACCESS_KEY"));
+	assert_int_equal(setenv("AWS_SECRET_ACCESS_KEY", "ENVSK", 1), 0);
+	assert_int_equal(st_s3_credentials_load(&c, NULL, NULL, &err), 0);
+	assert_string_equal(c.secret_key, "ENVSK");
+	st_s3_credentials_dispose(&c);
+	if (ak != NULL)
+		assert_int_equal(setenv("AWS_ACCESS_KEY_ID", ak, 1), 0);
+	if (sk != NULL)
+		assert_int_equal(setenv("AWS_SECRET_ACCESS_KEY", sk, 1), 0);
+	free(ak);
+	free(sk);
+}
+
+/* ---- options, URLs, unreachable endpoint ---- */
+
+static int new_client(struct st_s3_client **c, const char *endpoint, const char *bucket,
+                      const char *ak, const char *sk, unsigned retries, struct st_err *err)
+{
+	struct st_s3_options o = ST_S3_OPTIONS_INIT;
+	struct st_s3_credentials cr = ST_S3_CREDENTIALS_INIT;
+	const char *region = getenv("STASIS_S3_REGION");
+
+	cr.access_key = st_xstrdup(ak);
+	cr.secret_key = st_xstrdup(sk);
+	o.endpoint = endpoint;
+	o.bucket = bucket;
+	o.region = region ? region : "us-east-1";
+	o.path_style = true;
+	o.max_retries = retries;
+	o.backoff_ms = 50;
+	o.part_size = 5 * MIB;
+	return st_s3_client_new(c, &o, &cr, err);
+}
+
+static void test_client_options(void **state)
+{
+	struct st_s3_client *c = NULL;
+	struct st_err err = ST_ERR_INIT;
+
+	(void)state;
+	assert_int_equal(new_client(&c, "http://h", "Bad_Bucket!", "a", "b", 0, &err), ST_EINVAL);
+	assert_non_null(strstr(err.msg, "Bad_Bucket!"));
+	assert_null(c);
+	st_err_clear(&err);
+	assert_int_equal(new_client(&c, "ftp://h", "bkt", "a", "b", 0, &err), ST_EINVAL);
+	assert_non_null(strstr(err.msg, "http:// or https://"));
+	st_err_clear(&err);
+	assert_int_equal(new_client(&c, "http://h/path", "bkt", "a", "b", 0, &err), ST_EINVAL);
+	st_err_clear(&err);
+	assert_int_equal(new_client(&c, "http://h:9000/", "bkt", "a", "b", 0, &err), 0);
+	st_s3_client_free(c);
+}
+
+static void open_expect(const char *url, int rc, const char *needle)
+{
+	struct st_store *s = NULL;
+	struct st_err err = ST_ERR_INIT;
+
+	assert_int_equal(st_store_open(&s, url, NULL, &err), rc);
+	if (rc == 0) {
+		assert_non_null(s);
+		st_store_free(s);
+		return;
+	}
+	assert_null(s);
+	if (strstr(err.msg, needle) == NULL)
+		fail_msg("%s: \"%s\" lacks \"%s\"", url, err.msg, needle);
+}
+
+static void test_store_urls(void **state)
+{
+	(void)state;
+	assert_int_equal(setenv("AWS_ACCESS_KEY_ID", getenv("AWS_ACCESS_KEY_ID") ?: "AK", 1), 0);
+	assert_int_equal(
+	        setenv("AWS_SECRET_ACCESS_KEY", getenv("AWS_SECRET_ACCESS_KEY") ?: "SK", 1), 0);
+	open_expect("s3://bkt/some/prefix?endpoint=http%3A%2F%2F127.0.0.1%3A1&region=r"
+	            "&pathStyle=true&insecureSkipTLSVerify=false&caFile=/x.pem",
+	            0, NULL);
+	open_expect("s3://bkt", 0, NULL);
+	open_expect("s3://", ST_EINVAL, "no bucket");
+	open_expect("s3:///prefix", ST_EINVAL, "no bucket");
+	open_expect("s3://bkt?endpoint=http://h&colour=blue", ST_EINVAL, "\"colour\"");
+	open_expect("s3://bkt?pathStyle=maybe", ST_EINVAL, "pathStyle=maybe");
+	open_expect("s3://bkt?endpoint", ST_EINVAL, "not name=value");
+	open_expect("s3://bkt?endpoint=%zz", ST_EINVAL, "endpoint: bad");
+	open_expect("s3://bkt?endpoint=ftp://h", ST_EINVAL, "http:// or https://");
+	open_expect("s3://UPPER?endpoint=http://h", ST_EINVAL, "UPPER");
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a;
+	socklen_t l = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	(void)close(fd);
+	return ntohs(a.sin_port);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_unreachable(void **state)
+{
+	struct st_s3_client *c = NULL;
+	struct st_err err = ST_ERR_INIT;
+	char ep[64];
+	uint64_t size;
+	double t0;
+
+	(void)state;
+	(void)snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", free_port());
+	assert_int_equal(new_client(&c, ep, "bkt", "a", "b", 3, &err), 0);
+	t0 = now_s();
+	assert_int_equal(st_s3_head(c, "k", &size, &err), ST_EIO);
+	assert_true(now_s() - t0 < 10.0);
+	assert_non_null(strstr(err.msg, "after 4 attempts"));
+	assert_non_null(strstr(err.msg, "cannot reach the endpoint"));
+	assert_non_null(strstr(err.msg, "HEAD bkt/k"));
+	st_s3_client_free(c);
+}
+
+/* ---- the store-level suite, on any location ---- */
+
+struct keys {
+	char k[4][32];
+	unsigned n;
+};
+
+static int keys_cb(const char *key, uint64_t size, void *payload)
+{
+	struct keys *ks = payload;
+
+	(void)size;
+	if (ks->n < 4)
+		(void)snprintf(ks->k[ks->n], sizeof(ks->k[0]), "%s", key);
+	ks->n++;
+	return 0;
+}
+
+static void store_suite(const char *url)
+{
+	struct st_store *s = NULL;
+	struct st_err err = ST_ERR_INIT;
+	struct gen g = { 7, 0, 3 * MIB + 17, UINT64_MAX, 0 };
+	struct check ck = { 7, 1000, false };
+	struct keys ks;
+	char *data = NULL;
+	size_t len = 0;
+	uint64_t size = 0;
+
+	if (st_store_open(&s, url, NULL, &err) != 0)
+		fail_msg("open %s: %s", url, err.msg);
+	assert_int_equal(st_store_put_mem(s, "dir/a", "hello", 5, false, &err), 0);
+	assert_int_equal(st_store_put_mem(s, "dir/a", "hello!", 6, false, &err), 0);
+	assert_int_equal(st_store_put_mem(s, "dir/a", "other", 5, true, &err), 1);
+	assert_int_equal(st_store_get_mem(&data, &len, s, "dir/a", 100, &err), 0);
+	assert_int_equal(len, 6);
+	assert_memory_equal(data, "hello!", 6);
+	free(data);
+	assert_int_equal(st_store_put(s, "dir/b", g.size, gen_read, &g, true, &err), 0);
+	assert_int_equal(st_store_head(s, "dir/b", &size, &err), 0);
+	assert_int_equal(size, 3 * MIB + 17);
+	assert_int_equal(st_store_get(s, "dir/b", 1000, 2 * MIB, check_write, &ck, &err), 0);
+	assert_false(ck.bad);
+	assert_int_equal(ck.pos, 1000 + 2 * MIB);
+	assert_int_equal(st_store_head(s, "dir/missing", &size, &err), ST_ENOTFOUND);
+	st_err_clear(&err);
+	assert_int_equal(st_store_get_mem(&data, &len, s, "dir/missing", 100, &err), ST_ENOTFOUND);
+	st_err_clear(&err);
+	assert_int_equal(st_store_put_mem(s, "dis", "x", 1, false, &err), 0);
+	memset(&ks, 0, sizeof(ks));
+	assert_int_equal(st_store_list(s, "dir/", keys_cb, &ks, &err), 0);
+	assert_int_equal(ks.n, 2);
+	assert_string_equal(ks.k[0], "dir/a");
+	assert_string_equal(ks.k[1], "dir/b");
+	assert_int_equal(st_store_delete(s, "dir/a", &err), 0);
+	assert_int_equal(st_store_delete(s, "dir/a", &err), 0);
+	assert_int_equal(st_store_delete(s, "dir/b", &err), 0);
+	assert_int_equal(st_store_delete(s, "dis", &err), 0);
+	memset(&ks, 0, sizeof(ks));
+	assert_int_equal(st_store_list(s, "", keys_cb, &ks, &err), 0);
+	assert_int_equal(ks.n, 0);
+	st_store_free(s);
+}
+
+static void test_store_file(void **state)
+{
+	char dir[] = "/tmp/stasis-store-XXXXXX";
+	char url[128];
+	char cmd[160];
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	(void)snprintf(url, sizeof(url), "file://%s", dir);
+	store_suite(url);
+	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* ---- against a real server ---- */
+
+static char bucket[64];
+static const char *endpoint;
+
+static void need_server(void)
+{
+	if (endpoint == NULL) {
+		print_message("skip: STASIS_S3_ENDPOINT unset (tests/integration/s3_rgw.sh runs "
+		              "these against Ceph RGW)\n");
+		skip();
+	}
+}
+
+static int client(struct st_s3_client **c)
+{
+	struct st_err err = ST_ERR_INIT;
+	int rc = new_client(c, endpoint, bucket, getenv("AWS_ACCESS_KEY_ID"),
+	                    getenv("AWS_SECRET_ACCESS_KEY"), 3, &err);
+
+	if (rc != 0)
+		print_error("client: %s\n", err.msg);
+	return rc;
+}
+
+static int setup(void **state)
+{
+	struct st_s3_client *c = NULL;
+	struct st_err err = ST_ERR_INIT;
+
+	(void)state;
+	endpoint = getenv("STASIS_S3_ENDPOINT");
+	if (endpoint == NULL || endpoint[0] == '\0') {
+		endpoint = NULL;
+		return 0;
+	}
+	(void)snprintf(bucket, sizeof(bucket), "stasis-test-%ld-%d", (long)time(NULL), getpid());
+	if (client(&c) != 0)
+		return -1;
+	if (st_s3_create_bucket(c, &err) != 0) {
+		print_error("create bucket %s: %s\n", bucket, err.msg);
+		st_s3_client_free(c);
+		return -1;
+	}
+	st_s3_client_free(c);
+	return 0;
+}
+
+static void test_s3_basic(void **state)
+{
+	struct st_s3_client *c = NULL;
+	struct st_err err = ST_ERR_INIT;
+	struct gen g = { 1, 0, 100000, UINT64_MAX, 333 };
+	struct check ck = { 1, 0, false };
+	uint64_t size = 0;
+	const char *weird = "odd name/with space+plus&amp=eq%pct~tilde\xc3\xa9";
+
+	(void)state;
+	need_server();
+	assert_int_equal(client(&c), 0);
+	assert_int_equal(st_s3_put(c, "basic/obj", g.size, gen_read, &g, false, &err), 0);
+	assert_int_equal(st_s3_head(c, "basic/obj", &size, &err), 0);
+	assert_int_equal(size, 100000);
+	assert_int_equal(st_s3_get(c, "basic/obj", 0, UINT64_MAX, check_write, &ck, &err), 0);
+	assert_false(ck.bad);
+	assert_int_equal(ck.pos, 100000);
+	ck = (struct check){ 1, 99990, false };
+	assert_int_equal(st_s3_get(c, "basic/obj", 99990, 10, check_write, &ck, &err), 0);
+	assert_int_equal(ck.pos, 100000);
+	assert_false(ck.bad);
+	/* Keys that need encoding in the path and escaping in XML. */
+	g = (struct gen){ 2, 0, 10, UINT64_MAX, 0 };
+	assert_int_equal(st_s3_put(c, weird, 10, gen_read, &g, false, &err), 0);
+	assert_int_equal(st_s3_head(c, weird, &size, &err), 0);
+	assert_int_equal(st_s3_delete_many(c, &weird, 1, &err), 0);
+	assert_int_equal(st_s3_head(c, weird, &size, &err), ST_ENOTFOUND);
+	st_err_clear(&err);
+	/* Empty object, unknown size. */
+	g = (struct gen){ 3, 0, 0, UINT64_MAX, 0 };
+	assert_int_equal(st_s3_put(c, "basic/empty", UINT64_MAX, gen_read, &g, false, &err), 0);
+	assert_int_equal(st_s3_head(c, "basic/empty", &size, &err), 0);
+	assert_int_equal(size, 0);
+	assert_int_equal(st_s3_delete(c, "basic/obj", &err), 0);
+	assert_int_equal(st_s3_delete(c, "basic/obj", &err), 0);
+	assert_int_equal(st_s3_head(c, "basic/obj", &size, &err), ST_ENOTFOUND);
+	st_err_clear(&err);
+	assert_int_equal(st_s3_get(c, "basic/obj", 0, UINT64_MAX, check_write, &ck, &err),
+	                 ST_ENOTFOUND);
+	assert_non_null(strstr(err.msg, "NoSuchKey"));
+	assert_int_equal(st_s3_delete(c, "basic/empty", &err), 0);
+	st_s3_client_free(c);
+}
+
+static void test_s3_if_none_match(void **state)
+{
+	struct st_s3_client *c = NULL;
+	struct st_err err = ST_ERR_INIT;
+	struct gen g = { 4, 0, 1000, UINT64_MAX, 0 };
+	struct check ck = { 4, 0, false };
+
+	(void)state;
+	need_server();
+	assert_int_equal(client(&c), 0);
+	assert_int_equal(st_s3_put(c, "inm/k", 1000, gen_read, &g, true, &err), 0);
+	g = (struct gen){ 5, 0, 1000, UINT64_MAX, 0 };
+	assert_int_equal(st_s3_put(c, "inm/k", 1000, gen_read, &g, true, &err), 1);
+	/* The first content stays. */
+	assert_int_equal(st_s3_get(c, "inm/k", 0, UINT64_MAX, check_write, &ck, &err), 0);
+	assert_false(ck.bad);
+	/* Multipart with the condition: skipped as well. */
+	g = (struct gen){ 5, 0, 11 * MIB, UINT64_MAX, 0 };
+	assert_int_equal(st_s3_put(c, "inm/k", g.size, gen_read, &g, true, &err), 1);
+	assert_int_equal(st_s3_delete(c, "inm/k", &err), 0);
+	st_s3_client_free(c);
+}
+
+static void test_s3_pagination(void **state)
+{
+	struct st_s3_client *c = NULL;
+	struct st_err err = ST_ERR_INIT;
+	enum { N = 1205 };
+	char **keys = NULL;
+	unsigned n = 0;
+	unsigned i;
+
+	(void)state;
+	need_server();
+	keys = st_xcalloc(N, sizeof(*keys));
+	assert_int_equal(client(&c), 0);
+	for (i = 0; i < N; i++) {
+		struct gen g = { i, 0, 1, UINT64_MAX, 0 };
+
+		keys[i] = st_xmalloc(32);
+		(void)snprintf(keys[i], 32, "page/%05u", i);
+		assert_int_equal(st_s3_put(c, keys[i], 1, gen_read, &g, false, &err), 0);
+	}
+	assert_int_equal(st_s3_list(c, "page/", count_cb, &n, &err), 0);
+	assert_int_equal(n, N);
+	assert_int_equal(st_s3_delete_many(c, (const char *const *)keys, N, &err), 0);
+	n = 0;
+	assert_int_equal(st_s3_list(c, "page/", count_cb, &n, &err), 0);
+	assert_int_equal(n, 0);
+	for (i = 0; i < N; i++)
+		free(keys[i]);
+	free(keys);
+	st_s3_client_free(c);
+}
+
+static void test_s3_multipart(void **state)
+{
+	struct st_s3_client *c = NULL;
+	struct st_err err = ST_ERR_INIT;
+	struct gen g = { 9, 0, 12 * MIB + 3, UINT64_MAX, 100000 };
+	struct check ck = { 9, 0, false };
+	uint64_t size = 0;
+	unsigned ups = 99;
+
+	(void)state;
+	need_server();
+	assert_int_equal(client(&c), 0);
+	/* Known size: three parts of 5 MiB, 5 MiB and 2 MiB + 3. */
+	assert_int_equal(st_s3_put(c, "mp/known", g.size, gen_read, &g, false, &err), 0);
+	assert_int_equal(st_s3_head(c, "mp/known", &size, &err), 0);
+	assert_int_equal(size, 12 * MIB + 3);
+	assert_int_equal(st_s3_get(c, "mp/known", 0, UINT64_MAX, check_write, &ck, &err), 0);
+	assert_false(ck.bad);
+	assert_int_equal(ck.pos, 12 * MIB + 3);
+	/* A range across the first part boundary. */
+	ck = (struct check){ 9, 5 * MIB - 10, false };
+	assert_int_equal(st_s3_get(c, "mp/known", 5 * MIB - 10, 20, check_write, &ck, &err), 0);
+	assert_false(ck.bad);
+	/* Unknown size, exactly two parts. */
+	g = (struct gen){ 10, 0, 10 * MIB, UINT64_MAX, 0 };
+	assert_int_equal(st_s3_put(c, "mp/unknown", UINT64_MAX, gen_read, &g, false, &err), 0);
+	assert_int_equal(st_s3_head(c, "mp/unknown", &size, &err), 0);
+	assert_int_equal(size, 10 * MIB);
+	/* The reader fails in the second part: the upload is aborted, nothing is left. */
+	g = (struct gen){ 11, 0, 12 * MIB, 7 * MIB, 0 };
+	assert_int_equal(st_s3_put(c, "mp/fail", g.size, gen_read, &g, false, &err), ST_EIO);
+	assert_non_null(strstr(err.msg, "reading the data failed"));
+	st_err_clear(&err);
+	assert_int_equal(st_s3_head(c, "mp/fail", &size, &err), ST_ENOTFOUND);
+	st_err_clear(&err);
+	assert_int_equal(st_s3_count_uploads(c, "mp/", &ups, &err), 0);
+	assert_int_equal(ups, 0);
+	/* A reader shorter than announced fails too. */
+	g = (struct gen){ 12, 0, 6 * MIB, UINT64_MAX, 0 };
+	assert_int_equal(st_s3_put(c, "mp/short", 11 * MIB, gen_read, &g, false, &err), ST_EIO);
+	st_err_clear(&err);
+	assert_int_equal(st_s3_count_uploads(c, "mp/", &ups, &err), 0);
+	assert_int_equal(ups, 0);
+	assert_int_equal(st_s3_delete(c, "mp/known", &err), 0);
+	assert_int_equal(st_s3_delete(c, "mp/unknown", &err), 0);
+	st_s3_client_free(c);
+}
+
+static void test_s3_wrong_secret(void **state)
+{
+	struct st_s3_client *c = NULL;
+	struct st_err err = ST_ERR_INIT;
+	struct gen g = { 1, 0, 10, UINT64_MAX, 0 };
+	unsigned n = 0;
+
+	(void)state;
+	need_server();
+	assert_int_equal(new_client(&c, endpoint, bucket, getenv("AWS_ACCESS_KEY_ID"),
+	                            "definitely-not-the-secret", 3, &err),
+	                 0);
+	assert_true(st_s3_put(c, "x", 10, gen_read, &g, false, &err) < 0);
+	print_message("wrong secret: %s\n", err.msg);
+	assert_non_null(strstr(err.msg, "SignatureDoesNotMatch"));
+	assert_non_null(strstr(err.msg, "wrong credentials"));
+	assert_null(strstr(err.msg, "definitely-not-the-secret"));
+	st_err_clear(&err);
+	assert_true(st_s3_list(c, "", count_cb, &n, &err) < 0);
+	assert_non_null(strstr(err.msg, "wrong credentials"));
+	st_s3_client_free(c);
+	/* An unknown access key. */
+	assert_int_equal(new_client(&c, endpoint, bucket, "NOSUCHKEYID", "x", 3, &err), 0);
+	st_err_clear(&err);
+	assert_true(st_s3_list(c, "", count_cb, &n, &err) < 0);
+	print_message("unknown key: %s\n", err.msg);
+	assert_non_null(strstr(err.msg, "InvalidAccessKeyId"));
+	assert_non_null(strstr(err.msg, "wrong credentials"));
+	st_s3_client_free(c);
+}
+
+static void test_s3_missing_bucket(void **state)
+{
+	struct st_s3_client *c = NULL;
+	struct st_err err = ST_ERR_INIT;
+	struct gen g = { 1, 0, 10, UINT64_MAX, 0 };
+	unsigned n = 0;
+
+	(void)state;
+	need_server();
+	assert_int_equal(new_client(&c, endpoint, "stasis-no-such-bucket",
+	                            getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), 3,
+	                            &err),
+	                 0);
+	assert_int_equal(st_s3_put(c, "x", 10, gen_read, &g, false, &err), ST_ENOTFOUND);
+	print_message("missing bucket: %s\n", err.msg);
+	assert_non_null(strstr(err.msg, "NoSuchBucket"));
+	assert_non_null(strstr(err.msg, "missing bucket"));
+	assert_non_null(strstr(err.msg, "stasis-no-such-bucket/x"));
+	st_err_clear(&err);
+	assert_int_equal(st_s3_list(c, "", count_cb, &n, &err), ST_ENOTFOUND);
+	st_s3_client_free(c);
+}
+
+static void test_store_s3(void **state)
+{
+	char url[512];
+
+	(void)state;
+	need_server();
+	(void)snprintf(url, sizeof(url),
+	               "s3://%s/store/prefix?endpoint=%s&region=%s&pathStyle=true", bucket,
+	               endpoint,
+	               getenv("STASIS_S3_REGION") ? getenv("STASIS_S3_REGION") : "us-east-1");
+	store_suite(url);
+}
+
+static void test_s3_bench(void **state)
+{
+	const char *mb = getenv("STASIS_S3_BENCH_MB");
+	struct st_s3_client *c = NULL;
+	struct st_s3_options o = ST_S3_OPTIONS_INIT;
+	struct st_s3_credentials cr = ST_S3_CREDENTIALS_INIT;
+	struct st_err err = ST_ERR_INIT;
+	struct gen g = { 42, 0, 0, UINT64_MAX, 0 };
+	double t0;
+	double dt;
+
+	(void)state;
+	need_server();
+	if (mb == NULL) {
+		print_message("skip: STASIS_S3_BENCH_MB unset\n");
+		skip();
+	}
+	g.size = (uint64_t)strtoul(mb, NULL, 10) * MIB;
+	cr.access_key = st_xstrdup(getenv("AWS_ACCESS_KEY_ID"));
+	cr.secret_key = st_xstrdup(getenv("AWS_SECRET_ACCESS_KEY"));
+	o.endpoint = endpoint;
+	o.bucket = bucket;
+	o.region = getenv("STASIS_S3_REGION");
+	o.path_style = true;
+	assert_int_equal(st_s3_client_new(&c, &o, &cr, &err), 0);
+	t0 = now_s();
+	assert_int_equal(st_s3_put(c, "bench/obj", g.size, gen_read, &g, false, &err), 0);
+	dt = now_s() - t0;
+	print_message("bench: PUT %s MiB in %.2f s = %.1f MiB/s (single stream, 16 MiB parts)\n",
+	              mb, dt, (double)g.size / MIB / dt);
+	assert_int_equal(st_s3_delete(c, "bench/obj", &err), 0);
+	st_s3_client_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_xml_error),         cmocka_unit_test(test_xml_text_caps),
+		cmocka_unit_test(test_xml_list),          cmocka_unit_test(test_credentials_file),
+		cmocka_unit_test(test_credentials_env),   cmocka_unit_test(test_client_options),
+		cmocka_unit_test(test_store_urls),        cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_store_file),        cmocka_unit_test(test_s3_basic),
+		cmocka_unit_test(test_s3_if_none_match),  cmocka_unit_test(test_s3_pagination),
+		cmocka_unit_test(test_s3_multipart),      cmocka_unit_test(test_s3_wrong_secret),
+		cmocka_unit_test(test_s3_missing_bucket), cmocka_unit_test(test_store_s3),
+		cmocka_unit_test(test_s3_bench),
+	};
+
+	return cmocka_run_group_tests_name("s3", tests, setup, NULL);
+}
