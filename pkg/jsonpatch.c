@@ -746,9 +746,9 @@ static int apply_one(struct apply_ctx *c, const struct json_object *jo, size_t i
 	int rc;
 
 	if ((rc = decode_op(&o, &kind, jo, c->err)) == 0)
-		rc = kind->run(c, &o);
+		rc = kind != NULL ? kind->run(c, &o) : ST_EINTERNAL;
 	if (rc < 0)
-		op_fail(&o, c->err, rc, st_strerror(rc));
+		(void)op_fail(&o, c->err, rc, st_strerror(rc));
 	st_jsonpatch_pointer_dispose(&o.path);
 	st_jsonpatch_pointer_dispose(&o.from);
 	return rc;

@@ -17,7 +17,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Small enough that copy chains hit the cap quickly and runs stay fast. */
-#define FUZZ_CAP (64u * 1024u)
+#define FUZZ_CAP ((size_t)64 * 1024)
 
 /*
  * json-c reads NaN and Infinity, which are not JSON; NaN never equals itself,
