@@ -409,10 +409,11 @@ static int global_options(int argc, char **argv)
 	};
 	enum st_log_level level = ST_LOG_INFO;
 	enum st_log_format format = ST_LOG_TEXT;
+	int idx = 0;
 	int c;
 
 	/* '+' stops at the verb, so the verb's own flags are left for it. */
-	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:h", longopts, &idx)) != -1) {
 		if (c == 'h') {
 			print_main_usage(stdout);
 			return 0;
@@ -422,8 +423,8 @@ static int global_options(int argc, char **argv)
 		if (c == 'F' && st_log_parse_format(&format, optarg) == 0)
 			continue;
 		if (c == 'l' || c == 'F') {
-			fprintf(stderr, "stasis: invalid value '%s' for %s\n", optarg,
-			        argv[optind - 1]);
+			fprintf(stderr, "stasis: invalid value '%s' for --%s\n", optarg,
+			        longopts[idx].name);
 			return EXIT_USAGE;
 		}
 		return bad_option("", c, argv);

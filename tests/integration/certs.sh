@@ -37,6 +37,16 @@ rc=0
 "$stasis" certs --out-dir "$work/x" --no-such-flag 2>"$work/err" || rc=$?
 [ $rc -eq 2 ] && grep -q "unknown option --no-such-flag" "$work/err" || fail "unknown flag: exit $rc"
 [ ! -e "$work/x" ] || fail "a refused command created its output directory"
+for args in "--log-level bogus version" "--log-level=bogus version"; do
+	rc=0
+	# shellcheck disable=SC2086 # split on purpose
+	"$stasis" $args 2>"$work/err" || rc=$?
+	[ $rc -eq 2 ] && grep -q "invalid value 'bogus' for --log-level" "$work/err" ||
+		fail "stasis $args: exit $rc, $(cat "$work/err")"
+done
+rc=0
+"$stasis" certs --days 0 --out-dir "$work/x" 2>"$work/err" || rc=$?
+[ $rc -eq 2 ] && grep -q "invalid value '0' for --days" "$work/err" || fail "--days 0: exit $rc"
 rc=0
 "$stasis" certs 2>"$work/err" || rc=$?
 [ $rc -eq 2 ] && grep -q -- "--out-dir is required" "$work/err" || fail "missing --out-dir: exit $rc"
