@@ -1023,7 +1023,8 @@ int st_x509_bundle_create(bool *ca_reused_out, const struct st_x509_bundle_optio
 	client.not_after = opts->leaf_not_after;
 	server = client;
 	server.kind = ST_X509_SERVER;
-	server.cn = names[2];
+	/* RFC 5280 caps a CN at 64 bytes; the SANs, not the CN, are what clients check. */
+	server.cn = strlen(names[2]) <= 64 ? names[2] : names[0];
 	server.dns = dns;
 	server.n_dns = 4 + opts->n_dns;
 	server.ips = opts->ips;

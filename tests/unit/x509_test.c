@@ -355,6 +355,7 @@ static void test_bad_inputs(void **state)
 	struct st_x509_bundle_options o = ST_X509_BUNDLE_OPTIONS_INIT;
 	static const char *const bad_dns[] = { "a..b" };
 	static const char *const bad_ip[] = { "300.1.1.1" };
+	struct st_x509_info info;
 	char sub[256];
 
 	o.service = "Bad_Name";
@@ -376,6 +377,23 @@ static void test_bad_inputs(void **state)
 	expect_bundle_error(f, &o, "before it starts");
 	/* Nothing was written by the refused calls. */
 	assert_int_equal(access(in_dir(f, ST_X509_CA_KEY), F_OK), -1);
+
+	/* Long names still fit: the CN falls back to the service, the SANs carry everything. */
+	o.service = "s23456789012345678901234567890123456789012345678901234567890123";
+	o.ns = "n23456789012345678901234567890123456789012345678901234567890123";
+	assert_int_equal(st_x509_bundle_create(NULL, &o, NULL), ST_EINVAL); /* window still bad */
+	o.leaf_not_before = 0;
+	o.leaf_not_after = 0;
+	assert_int_equal(st_x509_bundle_create(NULL, &o, NULL), 0);
+	file_info(f, ST_X509_SERVER_CRT, &info);
+	assert_string_equal(info.subject_cn, o.service);
+	(void)snprintf(sub, sizeof(sub), "%s.%s.svc.cluster.local", o.service, o.ns);
+	assert_true(st_x509_info_has_dns(&info, sub));
+	st_x509_info_dispose(&info);
+	o.service = ST_X509_DEFAULT_SERVICE;
+	o.ns = ST_X509_DEFAULT_NAMESPACE;
+	o.leaf_not_before = 2000000000;
+	o.leaf_not_after = 1000000000;
 
 	/* Refusals are checked before the output directory is created. */
 	(void)snprintf(sub, sizeof(sub), "%s/sub/dir", f->dir);
