@@ -347,7 +347,8 @@ static int list_dir(char ***out, size_t *n_out, const char *path)
 		v[n++] = st_xstrdup(de->d_name);
 	}
 	(void)closedir(d);
-	qsort(v, n, sizeof(*v), cmp_names);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_names);
 	*out = v;
 	*n_out = n;
 	return 0;

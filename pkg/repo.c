@@ -876,9 +876,15 @@ int st_repo_read_chunk(uint8_t **out, size_t *len_out, struct st_repo *r, struct
 		st_repo_hex(hex, id, ST_REPO_ID_LEN);
 		return st_err_set(err, ST_EPROTO, "chunk %s: pack %s is truncated", hex, key);
 	}
-	rc = st_repo_open_blob(out, len_out, r, rd, id, b.p, b.n, loc.rawlen, err);
-	if (rc < 0)
-		st_err_prefix(err, "pack %s offset %u", key, loc.off);
+	{
+		struct st_err e = ST_ERR_INIT;
+
+		rc = st_repo_open_blob(out, len_out, r, rd, id, b.p, b.n, loc.rawlen, &e);
+		/* The chunk id leads: messages get prefixed and may be cut at the end. */
+		if (rc < 0)
+			(void)st_err_set(err, rc, "%s (pack %.24s.. offset %u)", e.msg, key + 8,
+			                 loc.off);
+	}
 	return rc;
 }
 
