@@ -56,7 +56,7 @@ $(B)/obj/%.o: %.c
 
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@.$$$$ && ar rcs $@.$$$$ $^ && mv -f $@.$$$$ $@
 
 $(B)/bin/%: $(B)/obj/cmd/%/main.o $(LIB)
 	@mkdir -p $(dir $@)

@@ -330,7 +330,8 @@ static int emit_scalar(struct st_buf *out, struct json_object *o)
 	if (!json_object_is_type(o, json_type_string))
 		return st_buf_puts(out, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	s = json_object_get_string(o);
-	if (!needs_quotes(s))
+	/* An embedded NUL would cut the plain form short: quote, JSON escapes it. */
+	if (strlen(s) == (size_t)json_object_get_string_len(o) && !needs_quotes(s))
 		return st_buf_puts(out, s);
 	/* JSON string syntax is valid double-quoted YAML. */
 	return st_buf_puts(out,
