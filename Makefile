@@ -9,7 +9,7 @@
 SANITIZER ?=
 CC        ?= cc
 FUZZ_CC   ?= clang
-PKGS      := libmicrohttpd gnutls libcurl json-c yaml-0.1 openssl libzstd
+PKGS      := libmicrohttpd gnutls libcurl json-c yaml-0.1 openssl libzstd zlib
 Q         := $(if $(V),,@)
 
 ifeq ($(SANITIZER),)
@@ -124,7 +124,8 @@ format-check:
 
 headercheck:
 	$(Q)for h in $(HEADERS); do \
-		echo "#include \"$$h\"" | $(CC) $(CPPFLAGS) -Wall -Wextra -pedantic -Werror -x c -fsyntax-only - || exit 1; \
+		printf '#include "%s"\nextern int st_headercheck_unit;\n' "$$h" | \
+			$(CC) $(CPPFLAGS) -Wall -Wextra -pedantic -Werror -x c -fsyntax-only - || exit 1; \
 	done; echo "headercheck: $(words $(HEADERS)) headers compile alone"
 
 lint: headercheck

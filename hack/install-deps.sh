@@ -7,7 +7,7 @@ set -euo pipefail
 build_pkgs=(
 	build-essential pkg-config clang libclang-rt-14-dev clang-format clang-tidy cppcheck
 	libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libjson-c-dev libyaml-dev
-	libssl-dev libzstd-dev libcmocka-dev
+	libssl-dev libzstd-dev zlib1g-dev libcmocka-dev
 )
 test_pkgs=(
 	curl python3-jsonpatch python3-yaml xfsprogs btrfs-progs e2fsprogs util-linux
