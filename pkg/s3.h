@@ -131,7 +131,8 @@ int st_s3_create_bucket(struct st_s3_client *c, struct st_err *err) ST_WARN_UNUS
  * st_s3_xml_list: calls cb per <Contents> (Key, Size) of a ListObjectsV2
  * page; *truncated and token (NextContinuationToken) describe the next page.
  * st_s3_xml_text: the decoded text of the first <name> element, ST_ENOTFOUND
- * if none, ST_ETOOBIG if it does not fit in cap bytes with its NUL.
+ * if none, ST_ETOOBIG if it does not fit in cap bytes with its NUL, ST_EPROTO
+ * for a NUL byte in the text.
  */
 struct st_s3_xml_error {
 	char code[64];

@@ -19,7 +19,10 @@ struct st_s3__span {
  */
 bool st_s3__xml_find(struct st_s3__span *content, const char **after, const char *p,
                      const char *end, const char *name);
-/* Decodes entities of s into out (cap bytes with the NUL); ST_ETOOBIG if it does not fit. */
+/*
+ * Decodes entities of s into out (cap bytes with the NUL); ST_ETOOBIG if it
+ * does not fit, ST_EPROTO for a NUL byte in the text.
+ */
 int st_s3__xml_decode(char *out, size_t cap, struct st_s3__span s);
 
 #endif

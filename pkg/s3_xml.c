@@ -139,6 +139,11 @@ int st_s3__xml_decode(char *out, size_t cap, struct st_s3__span s)
 		size_t tl = 1;
 		size_t used = 0;
 
+		/* XML text cannot hold a NUL; one would also cut the C string short. */
+		if (s.p[i] == '\0') {
+			out[0] = '\0';
+			return ST_EPROTO;
+		}
 		if (s.p[i] == '&')
 			used = entity(tmp, &tl, s.p + i, s.n - i);
 		if (used == 0) {
@@ -230,7 +235,8 @@ int st_s3_xml_list(bool *truncated, char *token, size_t token_cap, const char *x
 	if (st_s3_xml_text(tmp, sizeof(tmp), xml, len, "IsTruncated") == 0)
 		*truncated = strcmp(tmp, "true") == 0;
 	rc = st_s3_xml_text(token, token_cap, xml, len, "NextContinuationToken");
-	if (rc == ST_ETOOBIG || (*truncated && rc < 0))
+	/* A truncated page without a usable token would make the caller start over forever. */
+	if (rc == ST_ETOOBIG || rc == ST_EPROTO || (*truncated && (rc < 0 || token[0] == '\0')))
 		return ST_EPROTO;
 	while (st_s3__xml_find(&c, &p, p, end, "Contents")) {
 		uint64_t size = 0;
