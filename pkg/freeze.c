@@ -24,9 +24,8 @@
 #include "pkg/util/mem.h"
 
 struct fs_entry {
-	char path[PATH_MAX];  /* first volume path given for this filesystem */
-	char mount[PATH_MAX]; /* its mount point */
-	char devkey[32];      /* major:minor of the mount, the dedupe key */
+	char path[PATH_MAX]; /* first volume path given for this filesystem */
+	struct st_mount_info mi;
 	int fd;
 	bool frozen;
 };
@@ -46,12 +45,25 @@ int64_t st_freeze_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Splits one mountinfo line in place: dev field (3rd) and mount point (5th). */
-static bool mountinfo_fields(char *line, char **dev, char **mnt)
+/*
+ * Splits one mountinfo line in place: the device (3rd field), the mount
+ * point (5th) and, after the " - " separator, the fstype and source.
+ */
+static bool mountinfo_fields(char *line, char **dev, char **mnt, char **fstype, char **src)
 {
-	char *save = NULL;
-	char *tok = strtok_r(line, " ", &save);
+	char *sep = strstr(line, " - ");
+	char *save = NULL, *tok;
 
+	if (sep == NULL)
+		return false;
+	*sep = '\0';
+	tok = strtok_r(sep + 3, " \n", &save);
+	*fstype = tok;
+	*src = tok != NULL ? strtok_r(NULL, " \n", &save) : NULL;
+	if (*src == NULL)
+		return false;
+	save = NULL;
+	tok = strtok_r(line, " ", &save);
 	for (int i = 1; tok != NULL && i <= 5; i++) {
 		if (i == 3)
 			*dev = tok;
@@ -95,7 +107,7 @@ static bool path_under(const char *path, const char *mnt)
  * prefix of it. Keyed by the mount's device rather than st_dev because btrfs
  * gives every subvolume its own st_dev while they share one superblock.
  */
-static int find_mount(struct fs_entry *e, const char *rp, struct st_err *err)
+static int find_mount(struct st_mount_info *mi, const char *rp, struct st_err *err)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char line[4 * PATH_MAX];
@@ -105,16 +117,19 @@ static int find_mount(struct fs_entry *e, const char *rp, struct st_err *err)
 	if (f == NULL)
 		return st_err_set(err, ST_EIO, "open /proc/self/mountinfo: %s", strerror(errno));
 	while (fgets(line, sizeof(line), f) != NULL) {
-		char *dev = NULL, *mnt = NULL;
+		char *dev = NULL, *mnt = NULL, *fstype = NULL, *src = NULL;
 
-		if (!mountinfo_fields(line, &dev, &mnt))
+		if (!mountinfo_fields(line, &dev, &mnt, &fstype, &src))
 			continue;
 		unescape_octal(mnt);
+		unescape_octal(src);
 		/* Later lines over-mount earlier ones, so ">=" keeps the visible one. */
 		if (path_under(rp, mnt) && strlen(mnt) >= best) {
 			best = strlen(mnt);
-			(void)snprintf(e->mount, sizeof(e->mount), "%s", mnt);
-			(void)snprintf(e->devkey, sizeof(e->devkey), "%s", dev);
+			(void)snprintf(mi->mount, sizeof(mi->mount), "%s", mnt);
+			(void)snprintf(mi->devkey, sizeof(mi->devkey), "%s", dev);
+			(void)snprintf(mi->fstype, sizeof(mi->fstype), "%s", fstype);
+			(void)snprintf(mi->source, sizeof(mi->source), "%s", src);
 			found = true;
 		}
 	}
@@ -124,9 +139,19 @@ static int find_mount(struct fs_entry *e, const char *rp, struct st_err *err)
 	return 0;
 }
 
-static int open_entry(struct fs_entry *e, const char *path, struct st_err *err)
+int st_freeze_mount_info(struct st_mount_info *out, const char *path, struct st_err *err)
 {
 	char rp[PATH_MAX];
+
+	memset(out, 0, sizeof(*out));
+	if (realpath(path, rp) == NULL)
+		return st_err_set(err, errno == ENOENT ? ST_ENOTFOUND : ST_EIO, "%s: %s", path,
+		                  strerror(errno));
+	return find_mount(out, rp, err);
+}
+
+static int open_entry(struct fs_entry *e, const char *path, struct st_err *err)
+{
 	int rc = ST_EINTERNAL;
 
 	e->fd = -1;
@@ -139,11 +164,7 @@ static int open_entry(struct fs_entry *e, const char *path, struct st_err *err)
 		                path, strerror(errno));
 		goto out;
 	}
-	if (realpath(path, rp) == NULL) {
-		rc = st_err_set(err, ST_EIO, "volume %s: realpath: %s", path, strerror(errno));
-		goto out;
-	}
-	if ((rc = find_mount(e, rp, err)) < 0) {
+	if ((rc = st_freeze_mount_info(&e->mi, path, err)) < 0) {
 		st_err_prefix(err, "volume %s", path);
 		goto out;
 	}
@@ -175,7 +196,7 @@ int st_freeze_set_open(struct st_freeze_set **out, const char *const *paths, siz
 		if ((rc = open_entry(e, paths[i], err)) < 0)
 			goto out;
 		for (size_t j = 0; j < s->n && !dup; j++)
-			dup = strcmp(s->fs[j].devkey, e->devkey) == 0;
+			dup = strcmp(s->fs[j].mi.devkey, e->mi.devkey) == 0;
 		if (dup) {
 			(void)close(e->fd);
 			memset(e, 0, sizeof(*e));
@@ -199,7 +220,7 @@ size_t st_freeze_set_count(const struct st_freeze_set *s)
 const char *st_freeze_set_mount(const struct st_freeze_set *s, size_t i)
 {
 	ST_ASSERT(i < s->n);
-	return s->fs[i].mount;
+	return s->fs[i].mi.mount;
 }
 
 const char *st_freeze_set_path(const struct st_freeze_set *s, size_t i)
@@ -221,40 +242,47 @@ int64_t st_freeze_set_window_ns(const struct st_freeze_set *s)
 	return s->t_thaw > s->t_freeze ? s->t_thaw - s->t_freeze : 0;
 }
 
-/* Writes the journal atomically: temp file, fsync, rename, fsync of the directory. */
-static int journal_write(const char *journal, const struct st_freeze_set *s, struct st_err *err)
+int st_freeze_json_save(const char *path, struct json_object *obj, struct st_err *err)
 {
-	struct json_object *o = json_object_new_object();
-	struct json_object *arr = json_object_new_array();
 	char tmp[PATH_MAX + 8];
-	const char *text = NULL;
 	size_t len = 0;
+	const char *text = st_json_to_string(obj, &len);
 	int fd = -1, rc = ST_EINTERNAL;
 
-	if (o == NULL || arr == NULL) {
-		json_object_put(arr);
-		rc = ST_ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < s->n; i++)
-		json_object_array_add(arr, json_object_new_string(s->fs[i].mount));
-	json_object_object_add(o, "frozen", arr);
-	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
-	text = st_json_to_string(o, &len);
-	(void)snprintf(tmp, sizeof(tmp), "%s.tmp", journal);
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return st_err_set(err, ST_EINVAL, "%s: path too long", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) < 0) {
-		rc = st_err_set(err, ST_EIO, "freeze journal %s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	if (rename(tmp, journal) < 0) {
-		rc = st_err_set(err, ST_EIO, "freeze journal %s: %s", journal, strerror(errno));
+	if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) < 0 ||
+	    rename(tmp, path) < 0) {
+		rc = st_err_set(err, ST_EIO, "write %s: %s", path, strerror(errno));
 		goto out;
 	}
 	rc = 0;
 out:
 	if (fd >= 0)
 		(void)close(fd);
+	if (rc < 0)
+		(void)unlink(tmp);
+	return rc;
+}
+
+/* The journal names the mount points about to be frozen. */
+static int journal_write(const char *journal, const struct st_freeze_set *s, struct st_err *err)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *arr = json_object_new_array();
+	int rc = ST_EINTERNAL;
+
+	if (o == NULL || arr == NULL) {
+		json_object_put(arr);
+		json_object_put(o);
+		return ST_ENOMEM;
+	}
+	for (size_t i = 0; i < s->n; i++)
+		json_object_array_add(arr, json_object_new_string(s->fs[i].mi.mount));
+	json_object_object_add(o, "frozen", arr);
+	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
+	rc = st_freeze_json_save(journal, o, err);
 	json_object_put(o);
 	return rc;
 }
@@ -298,9 +326,9 @@ static int thaw_all(struct st_freeze_set *s, struct st_err *err)
 		if (!e->frozen)
 			continue;
 		if (ioctl(e->fd, FITHAW, 0) < 0 && errno != EINVAL) {
-			st_log_err("thaw %s: %s", e->mount, strerror(errno));
+			st_log_err("thaw %s: %s", e->mi.mount, strerror(errno));
 			if (first == 0)
-				first = st_err_set(err, ST_EIO, "thaw %s: %s", e->mount,
+				first = st_err_set(err, ST_EIO, "thaw %s: %s", e->mi.mount,
 				                   strerror(errno));
 			continue;
 		}
@@ -319,7 +347,7 @@ int st_freeze_set_freeze(struct st_freeze_set *s, const char *journal, struct st
 	/* Flush while writable so the frozen window holds no writeback. */
 	for (size_t i = 0; i < s->n; i++)
 		if (syncfs(s->fs[i].fd) < 0)
-			st_log_warn("syncfs %s: %s", s->fs[i].mount, strerror(errno));
+			st_log_warn("syncfs %s: %s", s->fs[i].mi.mount, strerror(errno));
 	if (journal != NULL && (rc = journal_write(journal, s, err)) < 0)
 		return rc;
 	s->t_freeze = st_freeze_now_ns();
@@ -331,7 +359,7 @@ int st_freeze_set_freeze(struct st_freeze_set *s, const char *journal, struct st
 			int e2 = errno;
 
 			rc = st_err_set(err, freeze_errno(e2), "freeze %s (%s): %s", e->path,
-			                e->mount, freeze_reason(e2));
+			                e->mi.mount, freeze_reason(e2));
 			(void)thaw_all(s, NULL);
 			journal_remove(journal);
 			return rc;

@@ -37,6 +37,18 @@
 struct st_freeze_set;
 struct st_freeze_watchdog;
 
+/* The mount holding a path, from /proc/self/mountinfo. */
+struct st_mount_info {
+	char mount[4096];  /* mount point */
+	char devkey[32];   /* "major:minor" of the mounted device */
+	char fstype[32];   /* "ext4", "xfs", "btrfs", ... */
+	char source[4096]; /* mount source, e.g. "/dev/loop3" */
+};
+
+/* Fills *out for the mount holding path (the longest matching mount point). */
+int st_freeze_mount_info(struct st_mount_info *out, const char *path,
+                         struct st_err *err) ST_WARN_UNUSED;
+
 /*
  * Opens every path (a directory on the filesystem to freeze) and merges the
  * ones sharing a filesystem. Errors name the path. *out is owned by the
@@ -91,6 +103,15 @@ void st_freeze_set_forget(struct st_freeze_set *s, const char *journal);
 /* Nanoseconds from the first FIFREEZE to the last FITHAW of the last cycle. */
 int64_t st_freeze_set_window_ns(const struct st_freeze_set *s);
 
+struct json_object;
+
+/*
+ * Writes obj to path atomically (temporary file, fsync, rename), mode 0600.
+ * Used for the journal and for other small state files (snapshot metadata).
+ */
+int st_freeze_json_save(const char *path, struct json_object *obj,
+                        struct st_err *err) ST_WARN_UNUSED;
+
 /* Monotonic nanoseconds (CLOCK_MONOTONIC). */
 int64_t st_freeze_now_ns(void);
 
@@ -126,9 +147,11 @@ int st_freeze_watchdog_arm(struct st_freeze_watchdog *w, const struct st_freeze_
 int st_freeze_watchdog_extend(struct st_freeze_watchdog *w, uint64_t gen, int64_t deadline_ns,
                               struct st_err *err) ST_WARN_UNUSED;
 
-/* Disarms generation gen (after the caller thawed); acknowledged. */
-int st_freeze_watchdog_disarm(struct st_freeze_watchdog *w, uint64_t gen,
-                              struct st_err *err) ST_WARN_UNUSED;
+/*
+ * Disarms generation gen (after the caller thawed); acknowledged. A failure
+ * only means the watchdog is gone, which callers may ignore on cleanup paths.
+ */
+int st_freeze_watchdog_disarm(struct st_freeze_watchdog *w, uint64_t gen, struct st_err *err);
 
 /*
  * Descriptor readable when the watchdog reports an expiry; then call
