@@ -400,7 +400,7 @@ static void do_status(struct st_agent *a, struct reply *r)
 
 static bool watchdog_alive(const struct st_agent *a)
 {
-	return kill(st_freeze_watchdog_pid(a->wd), 0) == 0;
+	return st_freeze_watchdog_alive(a->wd);
 }
 
 /* ---- dispatch ----------------------------------------------------------- */

@@ -507,6 +507,7 @@ struct st_freeze_watchdog {
 	int sock;
 	pid_t pid;
 	uint64_t expired; /* an expiry read while waiting for an acknowledgement */
+	bool reaped;
 };
 
 struct wd_state {
@@ -778,12 +779,19 @@ pid_t st_freeze_watchdog_pid(const struct st_freeze_watchdog *w)
 	return w->pid;
 }
 
+bool st_freeze_watchdog_alive(struct st_freeze_watchdog *w)
+{
+	if (!w->reaped && waitpid(w->pid, NULL, WNOHANG) == w->pid)
+		w->reaped = true;
+	return !w->reaped;
+}
+
 void st_freeze_watchdog_free(struct st_freeze_watchdog *w)
 {
 	if (w == NULL)
 		return;
 	(void)close(w->sock);
-	while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
+	while (!w->reaped && waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	free(w);
 }

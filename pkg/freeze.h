@@ -161,6 +161,9 @@ int st_freeze_watchdog_disarm(struct st_freeze_watchdog *w, uint64_t gen, struct
 int st_freeze_watchdog_fd(const struct st_freeze_watchdog *w);
 uint64_t st_freeze_watchdog_expired(struct st_freeze_watchdog *w);
 
+/* Whether the watchdog process still runs (reaps it once it exited). */
+bool st_freeze_watchdog_alive(struct st_freeze_watchdog *w);
+
 /* The watchdog's process id (status, tests). */
 pid_t st_freeze_watchdog_pid(const struct st_freeze_watchdog *w);
 
