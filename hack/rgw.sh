@@ -24,7 +24,8 @@
 #  - osd pool default pg num = 8 and autoscale off: radosgw creates about
 #    seven pools and the default of 32 PGs each slows peering on one OSD.
 #  - rgw zone/zonegroup are left unset: radosgw creates the "default" ones.
-#  - rgw frontends = beast on 127.0.0.1 with a free port.
+#  - rgw frontends = beast on 127.0.0.1 with a free port, plus an https
+#    ssl_endpoint with a certificate from a private CA made here (DIR/tls).
 #  - no ceph-mgr: RGW and the OSD do not need one; health warnings about it
 #    are harmless here.
 set -euo pipefail
@@ -48,6 +49,20 @@ need() {
 
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# A private CA and a server certificate for 127.0.0.1, so that the https
+# endpoint can be checked with caFile= (and fails verification without it).
+gen_tls() {
+	local t=$dir/tls
+	mkdir -p "$t"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=stasis test CA" -keyout "$t/ca.key" -out "$t/ca.pem" >/dev/null 2>&1
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+		-keyout "$t/server.key" -out "$t/server.csr" >/dev/null 2>&1
+	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$t/ext"
+	openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial \
+		-days 2 -extfile "$t/ext" -out "$t/server.pem" >/dev/null 2>&1
 }
 
 stop() {
@@ -85,15 +100,18 @@ wait_for() { # seconds description command...
 }
 
 start() {
+	SECONDS=0
 	need
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
 	stop
-	rm -rf "$dir/mon" "$dir/osd" "$dir/run" "$dir/log" "$dir/env"
+	rm -rf "$dir/mon" "$dir/osd" "$dir/run" "$dir/log" "$dir/tls" "$dir/env" "$dir/monmap"
 	mkdir -p "$dir/mon/a" "$dir/osd/0" "$dir/run" "$dir/log"
-	local mport rport fsid conf
+	local mport rport tport fsid conf
 	mport=$(free_port)
 	rport=$(free_port)
+	tport=$(free_port)
+	gen_tls
 	fsid=$(cat /proc/sys/kernel/random/uuid)
 	conf=$dir/ceph.conf
 	cat >"$conf" <<EOF
@@ -138,7 +156,7 @@ osd max object namespace len = 64
 osd op num shards = 2
 osd op num threads per shard = 1
 [client.rgw]
-rgw frontends = beast endpoint=127.0.0.1:$rport
+rgw frontends = beast endpoint=127.0.0.1:$rport ssl_endpoint=127.0.0.1:$tport ssl_certificate=$dir/tls/server.pem ssl_private_key=$dir/tls/server.key
 rgw data = $dir/run/rgw
 rgw enable usage log = false
 rgw dns name = localhost
@@ -150,6 +168,7 @@ EOF
 	echo $! >>"$dir/pids"
 	local c=(ceph -c "$conf" --connect-timeout 5)
 	wait_for 20 "the monitor" "${c[@]}" mon stat
+	local t_mon=$SECONDS
 	local uuid id
 	uuid=$(cat /proc/sys/kernel/random/uuid)
 	id=$("${c[@]}" osd new "$uuid")
@@ -157,9 +176,11 @@ EOF
 	ceph-osd -c "$conf" -f -i "$id" >"$dir/log/osd.out" 2>&1 &
 	echo $! >>"$dir/pids"
 	wait_for 30 "the OSD to come up" sh -c "${c[*]} osd stat | grep -q '1 up'"
+	local t_osd=$SECONDS
 	radosgw -c "$conf" -f -n client.rgw >"$dir/log/rgw.out" 2>&1 &
 	echo $! >>"$dir/pids"
 	wait_for 60 "radosgw on port $rport" curl -sf -o /dev/null "http://127.0.0.1:$rport/"
+	echo "rgw.sh: up after ${SECONDS}s (monitor ${t_mon}s, OSD ${t_osd}s)" >&2
 	local ak sk
 	ak=STASIS$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
 	sk=$(head -c 24 /dev/urandom | base64 | tr '+/' 'xy')
@@ -170,6 +191,8 @@ AWS_ACCESS_KEY_ID=$ak
 AWS_SECRET_ACCESS_KEY=$sk
 AWS_REGION=default
 STASIS_S3_ENDPOINT=http://127.0.0.1:$rport
+STASIS_S3_TLS_ENDPOINT=https://127.0.0.1:$tport
+STASIS_S3_CA_FILE=$dir/tls/ca.pem
 STASIS_S3_REGION=default
 EOF
 	chmod 600 "$dir/env"

@@ -13,6 +13,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +29,7 @@
 #include <cmocka.h>
 
 #include "pkg/s3.h"
+#include "pkg/sigv4.h"
 #include "pkg/store.h"
 #include "pkg/util/buf.h"
 #include "pkg/util/mem.h"
@@ -490,6 +492,299 @@ static void test_store_file(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* ---- faults, from a scripted HTTP server on 127.0.0.1 ---- */
+
+/* One scripted answer: status, extra header lines, body; cut < body length drops the rest. */
+struct step {
+	int status;
+	const char *headers;
+	const char *body;
+	long cut; /* -1: send the whole body */
+};
+
+struct fake {
+	int fd;
+	int port;
+	const struct step *steps;
+	size_t n;
+	pthread_t th;
+	char seen[8][1024]; /* request line and headers of each request */
+	char bodies[8][64]; /* first bytes of each request body */
+};
+
+/* Reads one request (headers, then Content-Length bytes of body). */
+static void fake_read(struct fake *f, int c, size_t i)
+{
+	char buf[8192];
+	size_t got = 0;
+	char *end = NULL;
+	long clen = 0;
+	const char *cl;
+
+	while (got < sizeof(buf) - 1 && end == NULL) {
+		ssize_t r = read(c, buf + got, sizeof(buf) - 1 - got);
+
+		if (r <= 0)
+			return;
+		got += (size_t)r;
+		buf[got] = '\0';
+		end = strstr(buf, "\r\n\r\n");
+	}
+	if (end == NULL)
+		return;
+	(void)snprintf(f->seen[i], sizeof(f->seen[i]), "%.*s", (int)(end - buf), buf);
+	if ((cl = strcasestr(buf, "\ncontent-length:")) != NULL && cl < end)
+		clen = strtol(cl + 16, NULL, 10);
+	end += 4;
+	got -= (size_t)(end - buf);
+	memmove(buf, end, got);
+	while ((long)got < clen && got < sizeof(buf) - 1) {
+		ssize_t r = read(c, buf + got, sizeof(buf) - 1 - got);
+
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	(void)snprintf(f->bodies[i], sizeof(f->bodies[i]), "%.*s", (int)got, buf);
+}
+
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+	size_t i;
+
+	for (i = 0; i < f->n && i < 8; i++) {
+		const struct step *s = &f->steps[i];
+		char head[1024];
+		size_t blen = s->body ? strlen(s->body) : 0;
+		size_t send = s->cut >= 0 ? (size_t)s->cut : blen;
+		int c = accept(f->fd, NULL, NULL);
+		int n;
+
+		if (c < 0)
+			break;
+		fake_read(f, c, i);
+		n = snprintf(head, sizeof(head),
+		             "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n",
+		             s->status, blen, s->headers ? s->headers : "");
+		if (write(c, head, (size_t)n) != n || (send > 0 && write(c, s->body, send) < 0))
+			print_error("fake server: write failed\n");
+		(void)close(c);
+	}
+	return NULL;
+}
+
+static void fake_start(struct fake *f, const struct step *steps, size_t n)
+{
+	struct sockaddr_in a;
+	socklen_t l = sizeof(a);
+
+	memset(f, 0, sizeof(*f));
+	f->steps = steps;
+	f->n = n;
+	f->fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(f->fd >= 0);
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(f->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(f->fd, 8), 0);
+	assert_int_equal(getsockname(f->fd, (struct sockaddr *)&a, &l), 0);
+	f->port = ntohs(a.sin_port);
+	assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0);
+}
+
+/* Unblocks a server still waiting in accept() and collects the thread. */
+static void fake_stop(struct fake *f)
+{
+	(void)shutdown(f->fd, SHUT_RDWR);
+	(void)pthread_join(f->th, NULL);
+	(void)close(f->fd);
+}
+
+static struct st_s3_client *fake_client(const struct fake *f, unsigned retries)
+{
+	struct st_s3_client *c = NULL;
+	struct st_err err = ST_ERR_INIT;
+	char ep[64];
+
+	(void)snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", f->port);
+	assert_int_equal(new_client(&c, ep, "bkt", "AKFAKE", "SKFAKE", retries, &err), 0);
+	return c;
+}
+
+struct sink {
+	char b[256];
+	size_t n;
+};
+
+static int sink_write(const void *buf, size_t n, void *payload)
+{
+	struct sink *s = payload;
+
+	if (n > sizeof(s->b) - 1 - s->n)
+		return ST_ETOOBIG;
+	memcpy(s->b + s->n, buf, n);
+	s->n += n;
+	s->b[s->n] = '\0';
+	return 0;
+}
+
+static void test_fault_retry_5xx(void **state)
+{
+	static const struct step steps[] = {
+		{ 503, NULL, "<Error><Code>SlowDown</Code></Error>", -1 },
+		{ 500, NULL, "", -1 },
+		{ 200, NULL, "hello world", -1 },
+	};
+	struct fake f;
+	struct st_s3_client *c;
+	struct st_err err = ST_ERR_INIT;
+	struct sink s = { "", 0 };
+	size_t i;
+
+	(void)state;
+	fake_start(&f, steps, 3);
+	c = fake_client(&f, 3);
+	assert_int_equal(st_s3_get(c, "a/b", 0, UINT64_MAX, sink_write, &s, &err), 0);
+	assert_string_equal(s.b, "hello world");
+	/* Every attempt is signed afresh. */
+	for (i = 0; i < 3; i++) {
+		assert_non_null(strstr(f.seen[i], "GET /bkt/a/b HTTP/1.1"));
+		assert_non_null(
+		        strstr(f.seen[i], "Authorization: AWS4-HMAC-SHA256 Credential=AKFAKE/"));
+		assert_non_null(strstr(f.seen[i], "x-amz-content-sha256: " ST_SIGV4_EMPTY_SHA256));
+		assert_null(strstr(f.seen[i], "SKFAKE"));
+	}
+	st_s3_client_free(c);
+	fake_stop(&f);
+}
+
+static void test_fault_resume(void **state)
+{
+	static const struct step steps[] = {
+		{ 200, NULL, "0123456789abcdefghij", 8 },
+		{ 206, "Content-Range: bytes 8-19/20\r\n", "89abcdefghij", -1 },
+	};
+	struct fake f;
+	struct st_s3_client *c;
+	struct st_err err = ST_ERR_INIT;
+	struct sink s = { "", 0 };
+
+	(void)state;
+	fake_start(&f, steps, 2);
+	c = fake_client(&f, 2);
+	assert_int_equal(st_s3_get(c, "k", 0, UINT64_MAX, sink_write, &s, &err), 0);
+	assert_string_equal(s.b, "0123456789abcdefghij");
+	assert_null(strstr(f.seen[0], "Range:"));
+	assert_non_null(strstr(f.seen[1], "Range: bytes=8-"));
+	st_s3_client_free(c);
+	fake_stop(&f);
+}
+
+static void test_fault_put_replayed(void **state)
+{
+	static const struct step steps[] = {
+		{ 503, NULL, "", -1 },
+		{ 200, "ETag: \"x\"\r\n", "", -1 },
+	};
+	struct fake f;
+	struct st_s3_client *c;
+	struct st_err err = ST_ERR_INIT;
+	struct gen g = { 5, 0, 40, UINT64_MAX, 7 };
+
+	(void)state;
+	fake_start(&f, steps, 2);
+	c = fake_client(&f, 2);
+	assert_int_equal(st_s3_put(c, "k", 40, gen_read, &g, false, &err), 0);
+	assert_int_equal(strlen(f.bodies[0]) > 0, true);
+	assert_memory_equal(f.bodies[0], f.bodies[1], sizeof(f.bodies[0]));
+	assert_non_null(strstr(f.seen[1], "Content-Length: 40"));
+	st_s3_client_free(c);
+	fake_stop(&f);
+}
+
+static void test_fault_give_up(void **state)
+{
+	static const struct step steps[] = {
+		{ 500, NULL, "<Error><Code>InternalError</Code><Message>boom</Message></Error>",
+		  -1 },
+		{ 500, NULL, "<Error><Code>InternalError</Code><Message>boom</Message></Error>",
+		  -1 },
+		{ 200, NULL, "never reached", -1 },
+	};
+	struct fake f;
+	struct st_s3_client *c;
+	struct st_err err = ST_ERR_INIT;
+	struct sink s = { "", 0 };
+
+	(void)state;
+	fake_start(&f, steps, 3);
+	c = fake_client(&f, 1);
+	assert_int_equal(st_s3_get(c, "k", 0, UINT64_MAX, sink_write, &s, &err), ST_EUPSTREAM);
+	assert_string_equal(err.msg, "s3 GET bkt/k: InternalError (HTTP 500): boom");
+	st_s3_client_free(c);
+	fake_stop(&f);
+}
+
+static void test_fault_hints(void **state)
+{
+	static const struct step steps[] = {
+		{ 403, NULL, "", -1 },
+		{ 403, NULL,
+		  "<Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the "
+		  "request time and the current time is too large.</Message></Error>",
+		  -1 },
+	};
+	struct fake f;
+	struct st_s3_client *c;
+	struct st_err err = ST_ERR_INIT;
+	uint64_t size;
+	struct sink s = { "", 0 };
+
+	(void)state;
+	fake_start(&f, steps, 2);
+	c = fake_client(&f, 0);
+	/* HEAD has no body: the status alone must give a useful message. */
+	assert_int_equal(st_s3_head(c, "k", &size, &err), ST_EUPSTREAM);
+	assert_non_null(strstr(err.msg, "Forbidden (HTTP 403); access denied"));
+	st_err_clear(&err);
+	assert_int_equal(st_s3_get(c, "k", 0, UINT64_MAX, sink_write, &s, &err), ST_EUPSTREAM);
+	assert_non_null(strstr(err.msg, "RequestTimeTooSkewed"));
+	assert_non_null(strstr(err.msg, "clock skew"));
+	st_s3_client_free(c);
+	fake_stop(&f);
+}
+
+static void test_fault_inm_unsupported(void **state)
+{
+	static const struct step steps[] = {
+		{ 501, NULL, "<Error><Code>NotImplemented</Code></Error>", -1 },
+		{ 404, NULL, "", -1 },
+		{ 200, "ETag: \"x\"\r\n", "", -1 },
+		{ 200, NULL, "", -1 },
+	};
+	struct fake f;
+	struct st_s3_client *c;
+	struct st_err err = ST_ERR_INIT;
+	struct gen g = { 5, 0, 3, UINT64_MAX, 0 };
+
+	(void)state;
+	fake_start(&f, steps, 4);
+	c = fake_client(&f, 0);
+	assert_int_equal(st_s3_put(c, "k", 3, gen_read, &g, true, &err), 0);
+	assert_non_null(strstr(f.seen[0], "If-None-Match: *"));
+	assert_non_null(strstr(f.seen[1], "HEAD /bkt/k"));
+	assert_non_null(strstr(f.seen[2], "PUT /bkt/k"));
+	assert_null(strstr(f.seen[2], "If-None-Match"));
+	/* The client remembers: the next conditional put starts with HEAD, which finds the key. */
+	g = (struct gen){ 5, 0, 3, UINT64_MAX, 0 };
+	assert_int_equal(st_s3_put(c, "k", 3, gen_read, &g, true, &err), 1);
+	assert_non_null(strstr(f.seen[3], "HEAD /bkt/k"));
+	st_s3_client_free(c);
+	fake_stop(&f);
+}
+
 /* ---- against a real server ---- */
 
 static char bucket[64];
@@ -753,6 +1048,100 @@ static void test_store_s3(void **state)
 	store_suite(url);
 }
 
+static void test_s3_tls(void **state)
+{
+	const char *tls = getenv("STASIS_S3_TLS_ENDPOINT");
+	const char *ca = getenv("STASIS_S3_CA_FILE");
+	struct st_s3_options o = ST_S3_OPTIONS_INIT;
+	struct st_s3_credentials cr = ST_S3_CREDENTIALS_INIT;
+	struct st_s3_client *c = NULL;
+	struct st_err err = ST_ERR_INIT;
+	struct gen g = { 21, 0, 6 * MIB, UINT64_MAX, 0 };
+	struct check ck = { 21, 0, false };
+	char url[1024];
+	int pass;
+
+	(void)state;
+	need_server();
+	if (tls == NULL || ca == NULL) {
+		print_message("skip: STASIS_S3_TLS_ENDPOINT or STASIS_S3_CA_FILE unset\n");
+		skip();
+	}
+	o.endpoint = tls;
+	o.bucket = bucket;
+	o.region = getenv("STASIS_S3_REGION");
+	o.path_style = true;
+	o.max_retries = 1;
+	o.part_size = 5 * MIB;
+	/* 0: verified with the private CA; 1: no CA, must fail; 2: verification off. */
+	for (pass = 0; pass < 3; pass++) {
+		cr.access_key = st_xstrdup(getenv("AWS_ACCESS_KEY_ID"));
+		cr.secret_key = st_xstrdup(getenv("AWS_SECRET_ACCESS_KEY"));
+		o.ca_file = pass == 0 ? ca : NULL;
+		o.insecure_skip_verify = pass == 2;
+		assert_int_equal(st_s3_client_new(&c, &o, &cr, &err), 0);
+		g = (struct gen){ 21, 0, 6 * MIB, UINT64_MAX, 0 };
+		if (pass == 1) {
+			assert_int_equal(st_s3_put(c, "tls/k", g.size, gen_read, &g, false, &err),
+			                 ST_ETLS);
+			print_message("no CA: %s\n", err.msg);
+			assert_non_null(strstr(err.msg, "caFile="));
+			st_err_clear(&err);
+		} else {
+			/* Over TLS the payload goes unsigned; multipart exercises it on parts too.
+			 */
+			assert_int_equal(st_s3_put(c, "tls/k", g.size, gen_read, &g, false, &err),
+			                 0);
+			ck = (struct check){ 21, 0, false };
+			assert_int_equal(
+			        st_s3_get(c, "tls/k", 0, UINT64_MAX, check_write, &ck, &err), 0);
+			assert_false(ck.bad);
+			assert_int_equal(ck.pos, 6 * MIB);
+		}
+		st_s3_client_free(c);
+		c = NULL;
+	}
+	(void)snprintf(url, sizeof(url),
+	               "s3://%s/tls-store?endpoint=%s&caFile=%s&pathStyle=true&region=%s", bucket,
+	               tls, ca, o.region ? o.region : "us-east-1");
+	store_suite(url);
+}
+
+/* Virtual-host addressing: bucket.localhost resolves to 127.0.0.1 in libcurl. */
+static void test_s3_virtual_host(void **state)
+{
+	struct st_s3_options o = ST_S3_OPTIONS_INIT;
+	struct st_s3_credentials cr = ST_S3_CREDENTIALS_INIT;
+	struct st_s3_client *c = NULL;
+	struct st_err err = ST_ERR_INIT;
+	struct gen g = { 22, 0, 1000, UINT64_MAX, 0 };
+	const char *port;
+	char ep[128];
+	uint64_t size = 0;
+	unsigned n = 0;
+
+	(void)state;
+	need_server();
+	port = strrchr(endpoint, ':');
+	assert_non_null(port);
+	(void)snprintf(ep, sizeof(ep), "http://localhost%s", port);
+	cr.access_key = st_xstrdup(getenv("AWS_ACCESS_KEY_ID"));
+	cr.secret_key = st_xstrdup(getenv("AWS_SECRET_ACCESS_KEY"));
+	o.endpoint = ep;
+	o.bucket = bucket;
+	o.region = getenv("STASIS_S3_REGION");
+	o.path_style = false;
+	assert_int_equal(st_s3_client_new(&c, &o, &cr, &err), 0);
+	if (st_s3_put(c, "vhost/k", 1000, gen_read, &g, false, &err) != 0)
+		fail_msg("virtual-host put: %s", err.msg);
+	assert_int_equal(st_s3_head(c, "vhost/k", &size, &err), 0);
+	assert_int_equal(size, 1000);
+	assert_int_equal(st_s3_list(c, "vhost/", count_cb, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(st_s3_delete(c, "vhost/k", &err), 0);
+	st_s3_client_free(c);
+}
+
 /* A cheap reader for the benchmark: one random MiB repeated, so the figure is the client's. */
 struct block {
 	unsigned char b[MIB];
@@ -816,17 +1205,35 @@ static void test_s3_bench(void **state)
 
 int main(void)
 {
+	/* clang-format off */
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_xml_error),         cmocka_unit_test(test_xml_text_caps),
-		cmocka_unit_test(test_xml_list),          cmocka_unit_test(test_credentials_file),
-		cmocka_unit_test(test_credentials_env),   cmocka_unit_test(test_client_options),
-		cmocka_unit_test(test_store_urls),        cmocka_unit_test(test_unreachable),
-		cmocka_unit_test(test_store_file),        cmocka_unit_test(test_s3_basic),
-		cmocka_unit_test(test_s3_if_none_match),  cmocka_unit_test(test_s3_pagination),
-		cmocka_unit_test(test_s3_multipart),      cmocka_unit_test(test_s3_wrong_secret),
-		cmocka_unit_test(test_s3_missing_bucket), cmocka_unit_test(test_store_s3),
+		cmocka_unit_test(test_xml_error),
+		cmocka_unit_test(test_xml_text_caps),
+		cmocka_unit_test(test_xml_list),
+		cmocka_unit_test(test_credentials_file),
+		cmocka_unit_test(test_credentials_env),
+		cmocka_unit_test(test_client_options),
+		cmocka_unit_test(test_store_urls),
+		cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_store_file),
+		cmocka_unit_test(test_fault_retry_5xx),
+		cmocka_unit_test(test_fault_resume),
+		cmocka_unit_test(test_fault_put_replayed),
+		cmocka_unit_test(test_fault_give_up),
+		cmocka_unit_test(test_fault_hints),
+		cmocka_unit_test(test_fault_inm_unsupported),
+		cmocka_unit_test(test_s3_basic),
+		cmocka_unit_test(test_s3_if_none_match),
+		cmocka_unit_test(test_s3_pagination),
+		cmocka_unit_test(test_s3_multipart),
+		cmocka_unit_test(test_s3_wrong_secret),
+		cmocka_unit_test(test_s3_missing_bucket),
+		cmocka_unit_test(test_store_s3),
+		cmocka_unit_test(test_s3_tls),
+		cmocka_unit_test(test_s3_virtual_host),
 		cmocka_unit_test(test_s3_bench),
 	};
+	/* clang-format on */
 
 	return cmocka_run_group_tests_name("s3", tests, setup, NULL);
 }
