@@ -311,9 +311,18 @@ static bool needs_quotes(const char *s)
 	if (s[strlen(s) - 1] == ' ' || strstr(s, ": ") || strstr(s, " #") || strchr(s, '\n') ||
 	    strchr(s, '\t') || s[strlen(s) - 1] == ':')
 		return true;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		if (*p < 0x20 || *p == 0x7f)
 			return true;
+		/* C1 controls (incl. NEL), LS/PS and BOM are not plain-safe. */
+		if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+			return true;
+		if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+			return true;
+		if (p[0] == 0xef && ((p[1] == 0xbb && p[2] == 0xbf) ||
+		                     (p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf))))
+			return true;
+	}
 	typed = plain_scalar(s, strlen(s));
 	quote = typed == NULL || !json_object_is_type(typed, json_type_string);
 	json_object_put(typed);
@@ -321,22 +330,67 @@ static bool needs_quotes(const char *s)
 	       strcmp(s, "off") == 0;
 }
 
+/*
+ * A YAML double-quoted scalar. Beyond the JSON escapes, YAML treats NEL
+ * (U+0085), LINE SEPARATOR and PARAGRAPH SEPARATOR as line breaks and folds
+ * them, and C1 controls, DEL, U+FFFE and U+FFFF are not printable: all are escaped so
+ * the value reads back byte for byte.
+ */
+static int emit_quoted(struct st_buf *out, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	int rc = st_buf_putc(out, '"');
+
+	for (size_t i = 0; i < len && rc == 0; i++) {
+		unsigned char c = p[i];
+
+		if (c == '"' || c == '\\') {
+			rc = st_buf_printf(out, "\\%c", c);
+		} else if (c == '\n') {
+			rc = st_buf_puts(out, "\\n");
+		} else if (c == '\t') {
+			rc = st_buf_puts(out, "\\t");
+		} else if (c < 0x20 || c == 0x7f) {
+			rc = st_buf_printf(out, "\\x%02X", c);
+		} else if (c == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f) {
+			rc = st_buf_printf(out, "\\u%04X", p[i + 1]);
+			i++;
+		} else if (c == 0xe2 && i + 2 < len && p[i + 1] == 0x80 &&
+		           (p[i + 2] == 0xa8 || p[i + 2] == 0xa9)) {
+			rc = st_buf_puts(out, p[i + 2] == 0xa8 ? "\\L" : "\\P");
+			i += 2;
+		} else if (c == 0xef && i + 2 < len && p[i + 1] == 0xbb && p[i + 2] == 0xbf) {
+			rc = st_buf_puts(out, "\\uFEFF");
+			i += 2;
+		} else if (c == 0xef && i + 2 < len && p[i + 1] == 0xbf &&
+		           (p[i + 2] == 0xbe || p[i + 2] == 0xbf)) {
+			/* U+FFFE and U+FFFF are outside YAML's printable set. */
+			rc = st_buf_puts(out, p[i + 2] == 0xbe ? "\\uFFFE" : "\\uFFFF");
+			i += 2;
+		} else {
+			rc = st_buf_putc(out, (char)c);
+		}
+	}
+	if (rc == 0)
+		rc = st_buf_putc(out, '"');
+	return rc;
+}
+
 static int emit_scalar(struct st_buf *out, struct json_object *o)
 {
 	const char *s;
+	size_t len;
 
 	if (o == NULL)
 		return st_buf_puts(out, "null");
 	if (!json_object_is_type(o, json_type_string))
 		return st_buf_puts(out, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	s = json_object_get_string(o);
-	/* An embedded NUL would cut the plain form short: quote, JSON escapes it. */
-	if (strlen(s) == (size_t)json_object_get_string_len(o) && !needs_quotes(s))
+	len = (size_t)json_object_get_string_len(o);
+	/* An embedded NUL would cut the plain form short: it goes quoted. */
+	if (strlen(s) == len && !needs_quotes(s))
 		return st_buf_puts(out, s);
-	/* JSON string syntax is valid double-quoted YAML. */
-	return st_buf_puts(out,
-	                   json_object_to_json_string_ext(
-	                           o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	return emit_quoted(out, s, len);
 }
 
 static bool is_container(struct json_object *o)
