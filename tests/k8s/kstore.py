@@ -173,8 +173,7 @@ class Store:
             del self.types[k]
         for key in keys:
             if delete_objects:
-                rt = next((t for t in self.builtins.values() if t.key == key), None)
-                for okey, obj in sorted(self.objects.get(key, {}).items()):
+                for _okey, obj in sorted(self.objects.get(key, {}).items()):
                     self._emit("DELETED", key, obj, None)
                 self.objects.pop(key, None)
             if not any(t.key == key for t in self.types.values()):
@@ -248,7 +247,7 @@ class Store:
                                    "the continue parameter.")
             items = self._select(rt, ns, lsel, fsel)
             if start is not None:
-                items = [o for o in items if self._sort_key(o) + "\x00" >= start]
+                items = [o for o in items if self._sort_key(o) >= start]
             meta = {"resourceVersion": str(list_rv)}
             if limit and len(items) > limit:
                 rest = len(items) - limit
