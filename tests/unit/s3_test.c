@@ -1048,6 +1048,54 @@ static void test_store_s3(void **state)
 	store_suite(url);
 }
 
+struct worker {
+	struct st_s3_client *c;
+	unsigned id;
+	int failures;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	unsigned i;
+
+	for (i = 0; i < 20; i++) {
+		struct st_err err = ST_ERR_INIT;
+		char key[64];
+		struct gen g = { w->id * 100 + i, 0, 4000 + i, UINT64_MAX, 0 };
+		struct check ck = { w->id * 100 + i, 0, false };
+
+		(void)snprintf(key, sizeof(key), "threads/%u/%u", w->id, i);
+		if (st_s3_put(w->c, key, g.size, gen_read, &g, false, &err) != 0 ||
+		    st_s3_get(w->c, key, 0, UINT64_MAX, check_write, &ck, &err) != 0 || ck.bad ||
+		    ck.pos != 4000 + i || st_s3_delete(w->c, key, &err) != 0)
+			w->failures++;
+	}
+	return NULL;
+}
+
+/* One client shared by several threads: the handle pool and signing must not interfere. */
+static void test_s3_threads(void **state)
+{
+	struct st_s3_client *c = NULL;
+	struct worker w[4];
+	pthread_t th[4];
+	unsigned i;
+
+	(void)state;
+	need_server();
+	assert_int_equal(client(&c), 0);
+	for (i = 0; i < 4; i++) {
+		w[i] = (struct worker){ c, i, 0 };
+		assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(w[i].failures, 0);
+	}
+	st_s3_client_free(c);
+}
+
 static void test_s3_tls(void **state)
 {
 	const char *tls = getenv("STASIS_S3_TLS_ENDPOINT");
@@ -1229,6 +1277,7 @@ int main(void)
 		cmocka_unit_test(test_s3_wrong_secret),
 		cmocka_unit_test(test_s3_missing_bucket),
 		cmocka_unit_test(test_store_s3),
+		cmocka_unit_test(test_s3_threads),
 		cmocka_unit_test(test_s3_tls),
 		cmocka_unit_test(test_s3_virtual_host),
 		cmocka_unit_test(test_s3_bench),
