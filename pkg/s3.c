@@ -83,6 +83,7 @@ struct xfer {
 	bool status_known;
 	bool whole_for_range; /* a 200 where a 206 was asked for with off > 0 */
 	uint64_t range_off;
+	uint64_t left; /* bytes the range still asks for; more from the server is an error */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -410,6 +411,11 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 			return 0;
 		}
 		if (x->r->wr != NULL) {
+			if (n > x->left) {
+				x->resp->cb_rc = ST_EPROTO;
+				return 0;
+			}
+			x->left -= n;
 			if ((rc = x->r->wr(p, n, x->r->wr_payload)) < 0) {
 				x->resp->cb_rc = rc;
 				return 0;
@@ -549,13 +555,13 @@ static void set_transport(CURL *h, const struct st_s3_client *c)
 
 /* Sends r once. Returns the libcurl code; the status and body land in resp. */
 static CURLcode perform(CURL *h, const struct st_s3_client *c, const struct req *r,
-                        struct resp *resp, uint64_t range_off, struct st_err *err)
+                        struct resp *resp, uint64_t range_off, uint64_t left, struct st_err *err)
 {
 	struct st_buf path = ST_BUF_INIT(ST_SIGV4_CAP);
 	struct st_buf url = ST_BUF_INIT(ST_SIGV4_CAP);
 	struct st_sigv4_signed s;
 	struct curl_slist *hl = NULL;
-	struct xfer x = { r, resp, h, 0, false, false, range_off };
+	struct xfer x = { r, resp, h, 0, false, false, range_off, left };
 	bool oom = false;
 	size_t i;
 	CURLcode cc = CURLE_FAILED_INIT;
@@ -789,14 +795,15 @@ static int request(struct st_s3_client *c, struct req *r, struct resp *resp, uin
 				               (unsigned long long)o);
 			r->h[r->nh++] = (struct st_sigv4_header){ "Range", range };
 		}
-		cc = perform(h, c, r, resp, o, err);
+		cc = perform(h, c, r, resp, o, len == UINT64_MAX ? UINT64_MAX : off + len - o, err);
 		r->nh = nh;
 		st_log_debug("s3 %s %s/%s: attempt %u, curl %d, HTTP %ld", r->method, c->bucket,
 		             r->key ? r->key : "", attempt + 1, (int)cc, resp->status);
 		if (resp->cb_rc != 0) {
 			rc = st_err_set(err, resp->cb_rc, "s3 %s %s/%s: %s", r->method, c->bucket,
 			                r->key ? r->key : "",
-			                resp->cb_rc == ST_EPROTO ? "server ignored the Range header"
+			                resp->cb_rc == ST_EPROTO
+			                        ? "server ignored the requested Range"
 			                : resp->cb_rc == ST_ETOOBIG ? "response body too large"
 			                                            : "aborted by the consumer");
 			goto out;
@@ -818,6 +825,10 @@ static int request(struct st_s3_client *c, struct req *r, struct resp *resp, uin
 			                    : http_error(c, r, resp, err);
 			goto out;
 		}
+		st_log_warn("s3 %s %s/%s: %s, retrying (attempt %u of %u)", r->method, c->bucket,
+		            r->key ? r->key : "",
+		            cc != CURLE_OK ? curl_easy_strerror(cc) : status_code(resp->status),
+		            attempt + 2, c->max_retries + 1);
 		backoff(c, attempt);
 	}
 out:

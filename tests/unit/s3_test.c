@@ -682,6 +682,33 @@ static void test_fault_resume(void **state)
 	fake_stop(&f);
 }
 
+/* A server that ignores Range must not make us hand over bytes outside the range. */
+static void test_fault_range_ignored(void **state)
+{
+	static const struct step steps[] = {
+		{ 200, NULL, "0123456789", -1 },
+		{ 200, NULL, "0123456789", -1 },
+	};
+	struct fake f;
+	struct st_s3_client *c;
+	struct st_err err = ST_ERR_INIT;
+	struct sink s = { "", 0 };
+
+	(void)state;
+	fake_start(&f, steps, 2);
+	c = fake_client(&f, 0);
+	assert_int_equal(st_s3_get(c, "k", 0, 5, sink_write, &s, &err), ST_EPROTO);
+	assert_non_null(strstr(err.msg, "Range"));
+	assert_true(s.n <= 5);
+	st_err_clear(&err);
+	s.n = 0;
+	assert_int_equal(st_s3_get(c, "k", 3, 2, sink_write, &s, &err), ST_EPROTO);
+	assert_int_equal(s.n, 0);
+	assert_non_null(strstr(f.seen[1], "Range: bytes=3-4"));
+	st_s3_client_free(c);
+	fake_stop(&f);
+}
+
 static void test_fault_put_replayed(void **state)
 {
 	static const struct step steps[] = {
@@ -1266,6 +1293,7 @@ int main(void)
 		cmocka_unit_test(test_store_file),
 		cmocka_unit_test(test_fault_retry_5xx),
 		cmocka_unit_test(test_fault_resume),
+		cmocka_unit_test(test_fault_range_ignored),
 		cmocka_unit_test(test_fault_put_replayed),
 		cmocka_unit_test(test_fault_give_up),
 		cmocka_unit_test(test_fault_hints),
