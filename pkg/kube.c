@@ -619,8 +619,11 @@ static uint64_t backoff_us(const struct st_kube_client *c, unsigned attempt, uns
 		ms *= 2;
 	if (ms > BACKOFF_MAX_MS)
 		ms = BACKOFF_MAX_MS;
-	/* Half fixed, half jitter, so that clients restarted together spread out. */
-	ms = ms / 2 + (uint64_t)rand() % (ms / 2 + 1);
+	/*
+	 * Half fixed, half jitter, so that clients restarted together spread out.
+	 * The clock's low bits are random enough for that and need no shared state.
+	 */
+	ms = ms / 2 + (st_kube__now_us() * 0x9e3779b97f4a7c15ull >> 40) % (ms / 2 + 1);
 	if (retry_after > 0 && (uint64_t)retry_after * 1000u > ms)
 		ms = (uint64_t)retry_after * 1000u;
 	return ms * 1000u;

@@ -40,7 +40,7 @@ make_certs "$work/other" stray
 token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 $PY "$standin" --port 0 --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
 	--kubeconfig-ca "$work/ca.crt" --client-ca "$work/ca.crt" --token "$token" \
-	--kubeconfig-out "$work/kubeconfig" --watch-history 50 --namespace-delay 0 \
+	--kubeconfig-out "$work/kubeconfig" --watch-history 50 --namespace-delay 0 --bookmark-interval 1 \
 	>"$work/standin.log" 2>&1 &
 pid=$!
 wait_for_log "$work/standin.log" "standin listening on https://127.0.0.1:" 20 ||
@@ -68,12 +68,13 @@ grep -q "$token" "$work/kubeconfig" || fail "the stand-in's kubeconfig has no to
 export STASIS_KUBECONFIG=$work/kubeconfig
 export STASIS_KUBECONFIG_CERT=$work/kubeconfig-cert
 export STASIS_KUBE_WRONG_CA=$work/other/ca.crt
+export STASIS_KUBE_BOOKMARKS=1
 rc=0
 timeout 300 "$bin" >"$work/out" 2>&1 || rc=$?
 cat "$work/out"
 [ $rc -eq 0 ] || fail "kube_test exited with $rc"
 ! grep -q "SKIPPED" "$work/out" || fail "a live test was skipped"
-grep -q "PASSED.*23 test" "$work/out" || fail "not every test passed"
+grep -q "PASSED.*24 test" "$work/out" || fail "not every test passed"
 
 # The token is a secret: it must not appear in anything the client printed.
 ! grep -q "$token" "$work/out" || fail "the bearer token was printed"

@@ -632,7 +632,7 @@ struct script {
 	int port;
 	const char *const *responses; /* one full response per connection */
 	size_t n;
-	char requests[8][64]; /* "METHOD /path" */
+	char requests[8][256]; /* method at 0, path and query at 16 */
 	size_t seen;
 	pthread_t th;
 };
@@ -661,7 +661,7 @@ static void *script_main(void *arg)
 		}
 		buf[got] = '\0';
 		if (s->seen < 8) {
-			(void)sscanf(buf, "%15s %47s", s->requests[s->seen],
+			(void)sscanf(buf, "%15s %239s", s->requests[s->seen],
 			             s->requests[s->seen] + 16);
 			s->seen++;
 		}
@@ -836,6 +836,96 @@ static void test_connection_refused(void **state)
 		assert_int_equal(st_kube_client_new(&c, &cfg, NULL, &err), ST_EINVAL);
 		assert_null(c);
 	}
+}
+
+static char *http_response(const char *status, const char *body, bool length)
+{
+	size_t n = strlen(body) + 256;
+	char *r = st_xmalloc(n);
+
+	if (length)
+		(void)snprintf(r, n,
+		               "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: "
+		               "%zu\r\nConnection: close\r\n\r\n%s",
+		               status, strlen(body), body);
+	else
+		(void)snprintf(r, n,
+		               "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+		               "Connection: close\r\n\r\n%s",
+		               status, body);
+	return r;
+}
+
+struct offline_events {
+	char log[16][64];
+	size_t n;
+};
+
+static int log_event(enum st_kube_event_type t, struct json_object *obj, void *payload)
+{
+	struct offline_events *ev = payload;
+	const char *name = st_json_get_str(st_json_get_obj(obj, "metadata"), "name");
+	const char *kind = st_json_get_str(obj, "kind");
+
+	if (ev->n < 16)
+		(void)snprintf(ev->log[ev->n++], 64, "%s %s %s", st_kube_event_name(t),
+		               name ? name : "-", kind ? kind : "-");
+	return t == ST_KUBE_EVENT_DELETED ? 1 : 0;
+}
+
+/* An HTTP 410 on the watch request itself (not an ERROR event) also relists. */
+static void test_watch_http_410(void **state)
+{
+	char *resp[3];
+	struct st_kube_watch_options wo = ST_KUBE_WATCH_OPTIONS_INIT;
+	struct offline_events ev;
+	struct st_kube_client *c;
+	struct st_kube_gvr cm;
+	struct st_err err = ST_ERR_INIT;
+	struct script s;
+	size_t i;
+
+	(void)state;
+	resp[0] = http_response("410 Gone",
+	                        "{\"kind\":\"Status\",\"code\":410,\"reason\":\"Expired\","
+	                        "\"message\":\"too old resource version: 5 (9)\"}",
+	                        true);
+	resp[1] = http_response("200 OK",
+	                        "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":"
+	                        "{\"resourceVersion\":\"20\"},\"items\":[{\"metadata\":{\"name\":"
+	                        "\"w-a\",\"resourceVersion\":\"19\"}}]}",
+	                        true);
+	/* A stream without Content-Length; the second event arrives with the close. */
+	resp[2] = http_response("200 OK",
+	                        "{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"ConfigMap\","
+	                        "\"metadata\":{\"name\":\"w-a\",\"resourceVersion\":\"21\"}}}\n"
+	                        "\n{\"type\":\"DELETED\",\"object\":{\"kind\":\"ConfigMap\","
+	                        "\"metadata\":{\"name\":\"w-a\",\"resourceVersion\":\"22\"}}}\n",
+	                        false);
+	script_start(&s, (const char *const *)resp, 3);
+	c = client_for(s.port, 2);
+	assert_int_equal(st_kube_gvr_set(&cm, "", "v1", "configmaps", "ConfigMap", true), 0);
+	memset(&ev, 0, sizeof(ev));
+	wo.resource_version = "5";
+	wo.duration_ms = 10000;
+	wo.bookmarks = false;
+	if (st_kube_watch(c, &cm, "test", &wo, log_event, &ev, &err) != 0)
+		fail_msg("watch: %s", st_err_text(&err));
+	script_stop(&s);
+	assert_int_equal(ev.n, 5);
+	assert_string_equal(ev.log[0], "RELIST - -");
+	assert_string_equal(ev.log[1], "ADDED w-a ConfigMap"); /* kind filled in from the list */
+	assert_string_equal(ev.log[2], "SYNCED - -");
+	assert_string_equal(ev.log[3], "MODIFIED w-a ConfigMap");
+	assert_string_equal(ev.log[4], "DELETED w-a ConfigMap");
+	assert_string_equal(s.requests[0] + 16, "/api/v1/namespaces/test/configmaps?watch=true"
+	                                        "&resourceVersion=5&timeoutSeconds=300");
+	assert_string_equal(s.requests[1] + 16, "/api/v1/namespaces/test/configmaps?limit=500");
+	assert_string_equal(s.requests[2] + 16, "/api/v1/namespaces/test/configmaps?watch=true"
+	                                        "&resourceVersion=20&timeoutSeconds=300");
+	for (i = 0; i < 3; i++)
+		free(resp[i]);
+	st_kube_client_free(c);
 }
 
 /* ---- live tests against an API server ----------------------------------------------------- */
@@ -1260,6 +1350,7 @@ struct events {
 	size_t n;
 	int relists;
 	int synced;
+	int bookmarks;
 	const char *stop_on; /* name whose DELETED ends the watch */
 	int stop_after_synced;
 };
@@ -1273,6 +1364,8 @@ static int on_event(enum st_kube_event_type t, struct json_object *obj, void *pa
 	(void)pthread_mutex_lock(&ev->lock);
 	if (t == ST_KUBE_EVENT_RELIST)
 		ev->relists++;
+	if (t == ST_KUBE_EVENT_BOOKMARK)
+		ev->bookmarks++;
 	if (t == ST_KUBE_EVENT_SYNCED && ++ev->synced == ev->stop_after_synced)
 		rc = 1;
 	if ((t == ST_KUBE_EVENT_ADDED || t == ST_KUBE_EVENT_MODIFIED ||
@@ -1317,6 +1410,7 @@ static size_t events_seen(struct events *ev)
 static void test_live_watch(void **state)
 {
 	struct st_kube_client *c;
+	struct st_kube_stats st;
 	struct events ev;
 	struct watcher w;
 	struct json_object *o, *out = NULL;
@@ -1372,6 +1466,12 @@ static void test_live_watch(void **state)
 	assert_string_equal(ev.log[2], "DELETED w-1");
 	assert_int_equal(ev.synced, 1);
 	assert_int_equal(ev.relists, 0);
+	/* The server timed the stream out at least once and the watch reconnected. */
+	st_kube_client_stats(&st, c);
+	assert_true(st.requests[ST_KUBE_VERB_WATCH] >= 2);
+	/* kube_client.sh runs the stand-in with one bookmark a second. */
+	if (getenv("STASIS_KUBE_BOOKMARKS") != NULL)
+		assert_true(ev.bookmarks >= 1);
 
 	/* The cancel flag stops a watch with nothing to report. */
 	ev.stop_on = NULL;
@@ -1619,6 +1719,7 @@ int main(void)
 		cmocka_unit_test(test_retry_429),
 		cmocka_unit_test(test_retry_5xx),
 		cmocka_unit_test(test_connection_refused),
+		cmocka_unit_test(test_watch_http_410),
 		cmocka_unit_test(test_live_discovery),
 		cmocka_unit_test(test_live_discovery_each),
 		cmocka_unit_test(test_live_crud),
