@@ -187,6 +187,42 @@ k create -f "$work/objs.yaml" 2>"$work/err" >/dev/null || rc=$?
 [ $rc -ne 0 ] && grep -q 'namespaces "demo" already exists' "$work/err" ||
 	fail "second create -f: exit $rc, $(cat "$work/err")"
 
+# --- kubectl: generator commands (typed clients send protobuf bodies) ---------------------------
+# Each stored object must equal what kubectl itself renders with --dry-run=client.
+k create namespace gen >/dev/null || fail "kubectl create namespace"
+gen_check() {
+	k create -n gen --dry-run=client -o json "$@" >"$work/want.json" || fail "dry-run $*"
+	k create -n gen -o json "$@" >"$work/got.json" || fail "kubectl create $*"
+	$PY - "$work" <<'EOF' || fail "kubectl create $*: stored object differs from the client's"
+import json, sys
+def clean(o):
+    if isinstance(o, dict):
+        return {k: clean(v) for k, v in o.items() if v not in (None, {}, [], "")}
+    if isinstance(o, list):
+        return [clean(x) for x in o]
+    return o
+want = clean(json.load(open(sys.argv[1] + "/want.json")))
+got = clean(json.load(open(sys.argv[1] + "/got.json")))
+for k in ("uid", "creationTimestamp", "resourceVersion", "generation", "namespace"):
+    got["metadata"].pop(k, None)
+    want["metadata"].pop(k, None)
+got.pop("status", None)
+want.pop("status", None)
+assert want == got, (json.dumps(want, sort_keys=True), json.dumps(got, sort_keys=True))
+EOF
+}
+gen_check configmap gc --from-literal=a=b --from-literal=c=d
+gen_check secret generic gs --from-literal=user=admin --type=example.com/x
+gen_check serviceaccount gsa
+gen_check deployment gd --image=nginx:1.27 --replicas=3 --port=8080
+gen_check job gj --image=busybox -- echo hello
+gen_check cronjob gcj --image=busybox --schedule="*/5 * * * *" -- date
+gen_check service clusterip gsvc --tcp=80:8080 --tcp=443:https
+gen_check role gr --verb=get,list --resource=pods,configmaps
+gen_check rolebinding grb --role=gr --user=alice --serviceaccount=gen:gsa
+[ "$(k get secret gs -n gen -o jsonpath='{.data.user}')" = "$(printf admin | base64)" ] ||
+	fail "secret data"
+
 # --- kubectl: get -o json ------------------------------------------------------------------------
 k get deployment web -n demo -o json >"$work/deploy.json" || fail "get deployment -o json"
 $PY - "$work/deploy.json" <<'EOF' || fail "deployment fields"

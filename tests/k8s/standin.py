@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import kproto  # noqa: E402
 import kresources  # noqa: E402
 import kselect  # noqa: E402
 import kstore  # noqa: E402
@@ -201,6 +202,12 @@ class Handler(BaseHTTPRequestHandler):
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         if not raw.strip():
             raise kstore.bad_request("the body of the request was empty")
+        if ctype == "application/vnd.kubernetes.protobuf":
+            try:
+                return kproto.decode(raw)
+            except kproto.ProtoError as e:
+                raise APIError(415, "UnsupportedMediaType", "the body of the request was in an "
+                               "unknown format: %s" % e)
         try:
             if ctype in ("application/yaml", "application/apply-patch+yaml") and yaml:
                 return yaml.safe_load(raw)
@@ -444,7 +451,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply_object(201 if created else 200, rt, obj)
         if method == "DELETE":
             opts = {}
-            if raw.strip():
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            if raw.strip() and ctype != "application/vnd.kubernetes.protobuf":
                 opts = self.parse_body(raw) or {}
             for k in ("propagationPolicy", "gracePeriodSeconds"):
                 if k in self.query:
