@@ -432,7 +432,7 @@ static int keys_cb(const char *key, uint64_t size, void *payload)
 	return 0;
 }
 
-static void store_suite(const char *url)
+static void store_suite_opts(const char *url, const struct st_store_options *opts)
 {
 	struct st_store *s = NULL;
 	struct st_err err = ST_ERR_INIT;
@@ -443,7 +443,7 @@ static void store_suite(const char *url)
 	size_t len = 0;
 	uint64_t size = 0;
 
-	if (st_store_open(&s, url, NULL, &err) != 0)
+	if (st_store_open(&s, url, opts, &err) != 0)
 		fail_msg("open %s: %s", url, err.msg);
 	assert_int_equal(st_store_put_mem(s, "dir/a", "hello", 5, false, &err), 0);
 	assert_int_equal(st_store_put_mem(s, "dir/a", "hello!", 6, false, &err), 0);
@@ -476,6 +476,11 @@ static void store_suite(const char *url)
 	assert_int_equal(st_store_list(s, "", keys_cb, &ks, &err), 0);
 	assert_int_equal(ks.n, 0);
 	st_store_free(s);
+}
+
+static void store_suite(const char *url)
+{
+	store_suite_opts(url, NULL);
 }
 
 static void test_store_file(void **state)
@@ -1075,6 +1080,35 @@ static void test_store_s3(void **state)
 	store_suite(url);
 }
 
+/* The same through a credentials file with a named profile, as a Velero-style secret. */
+static void test_store_s3_credentials_file(void **state)
+{
+	struct st_store_options opts = ST_STORE_OPTIONS_INIT;
+	char path[] = "/tmp/stasis-s3-cred-XXXXXX";
+	char url[512];
+	FILE *f;
+	int fd;
+
+	(void)state;
+	need_server();
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	fprintf(f,
+	        "[default]\naws_access_key_id = WRONG\naws_secret_access_key = WRONG\n"
+	        "[rgw]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
+	        getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"));
+	assert_int_equal(fclose(f), 0);
+	opts.credentials_file = path;
+	opts.profile = "rgw";
+	(void)snprintf(url, sizeof(url), "s3://%s/credfile?endpoint=%s&region=%s&pathStyle=true",
+	               bucket, endpoint,
+	               getenv("STASIS_S3_REGION") ? getenv("STASIS_S3_REGION") : "us-east-1");
+	store_suite_opts(url, &opts);
+	(void)unlink(path);
+}
+
 struct worker {
 	struct st_s3_client *c;
 	unsigned id;
@@ -1305,6 +1339,7 @@ int main(void)
 		cmocka_unit_test(test_s3_wrong_secret),
 		cmocka_unit_test(test_s3_missing_bucket),
 		cmocka_unit_test(test_store_s3),
+		cmocka_unit_test(test_store_s3_credentials_file),
 		cmocka_unit_test(test_s3_threads),
 		cmocka_unit_test(test_s3_tls),
 		cmocka_unit_test(test_s3_virtual_host),
