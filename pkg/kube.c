@@ -374,13 +374,69 @@ static void wipe_headers(struct curl_slist *l)
 		explicit_bzero(l->data, strlen(l->data));
 }
 
+/* Header list for one request; *oom is set when libcurl could not allocate. */
+static struct curl_slist *build_headers(const struct st_kube__req *r, const char *auth, bool *oom)
+{
+	char ctype[128];
+	const char *lines[] = { "Accept: application/json", "Expect:", auth,
+		                r->ctype ? ctype : NULL };
+	struct curl_slist *hl = NULL, *t;
+	size_t i;
+
+	(void)snprintf(ctype, sizeof(ctype), "Content-Type: %s", r->ctype ? r->ctype : "");
+	*oom = false;
+	for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		if (lines[i] == NULL)
+			continue;
+		t = curl_slist_append(hl, lines[i]);
+		*oom |= t == NULL;
+		hl = t ? t : hl;
+	}
+	return hl;
+}
+
+static void set_options(struct xfer *x, const struct st_kube_client *c, const char *url,
+                        struct curl_slist *hl, char *errbuf)
+{
+	const struct st_kube__req *r = x->req;
+	CURL *h = x->h;
+
+	errbuf[0] = '\0';
+	(void)curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	(void)curl_easy_setopt(h, CURLOPT_URL, url);
+	(void)curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	(void)curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	(void)curl_easy_setopt(h, CURLOPT_USERAGENT, "stasis");
+	(void)curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+	(void)curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
+	(void)curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (r->timeout_ms != 0)
+		(void)curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
+	else if (r->stream == NULL)
+		(void)curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
+	(void)curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	(void)curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+	(void)curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	(void)curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+	/* The progress callback is how a cancel flag or deadline ends a transfer. */
+	(void)curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	(void)curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	(void)curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
+	(void)curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+	if (r->ctype != NULL) {
+		(void)curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+		(void)curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+	}
+	set_tls(h, c);
+}
+
 static CURLcode perform_once(struct st_kube_client *c, const struct st_kube__req *r,
                              struct st_kube__resp *resp, char *errbuf)
 {
 	struct xfer x = { NULL, r, resp, false, false };
-	struct curl_slist *hl = NULL, *t;
+	struct curl_slist *hl = NULL;
 	struct st_buf url = ST_BUF_INIT(64 * 1024);
-	char *auth = NULL, ctype[128];
+	char *auth = NULL;
 	CURLcode cc = CURLE_OUT_OF_MEMORY;
 	bool oom = false;
 
@@ -389,61 +445,27 @@ static CURLcode perform_once(struct st_kube_client *c, const struct st_kube__req
 	resp->cancelled = false;
 	st_buf_clear(&resp->body);
 	if (st_buf_printf(&url, "%s%s%s%s", c->cfg.server, r->path, r->query ? "?" : "",
-	                  r->query ? r->query : "") < 0)
-		return CURLE_URL_MALFORMAT;
+	                  r->query ? r->query : "") < 0) {
+		cc = CURLE_URL_MALFORMAT;
+		goto out;
+	}
 	x.h = take_handle(c);
 	if (x.h == NULL)
 		goto out;
 	auth = auth_header(c);
-	(void)snprintf(ctype, sizeof(ctype), "Content-Type: %s", r->ctype ? r->ctype : "");
-	{
-		const char *lines[] = { "Accept: application/json", "Expect:", auth,
-			                r->ctype ? ctype : NULL };
-		size_t i;
-
-		for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-			if (lines[i] == NULL)
-				continue;
-			t = curl_slist_append(hl, lines[i]);
-			oom |= t == NULL;
-			hl = t ? t : hl;
-		}
-	}
+	hl = build_headers(r, auth, &oom);
 	if (oom)
 		goto out;
-	curl_easy_reset(x.h);
-	errbuf[0] = '\0';
-	(void)curl_easy_setopt(x.h, CURLOPT_ERRORBUFFER, errbuf);
-	(void)curl_easy_setopt(x.h, CURLOPT_URL, st_buf_cstr(&url));
-	(void)curl_easy_setopt(x.h, CURLOPT_PROTOCOLS_STR, "http,https");
-	(void)curl_easy_setopt(x.h, CURLOPT_NOSIGNAL, 1L);
-	(void)curl_easy_setopt(x.h, CURLOPT_USERAGENT, "stasis");
-	(void)curl_easy_setopt(x.h, CURLOPT_HTTPHEADER, hl);
-	(void)curl_easy_setopt(x.h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
-	(void)curl_easy_setopt(x.h, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (r->timeout_ms != 0)
-		(void)curl_easy_setopt(x.h, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
-	else if (r->stream == NULL)
-		(void)curl_easy_setopt(x.h, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
-	(void)curl_easy_setopt(x.h, CURLOPT_WRITEFUNCTION, on_body);
-	(void)curl_easy_setopt(x.h, CURLOPT_WRITEDATA, &x);
-	(void)curl_easy_setopt(x.h, CURLOPT_HEADERFUNCTION, on_header);
-	(void)curl_easy_setopt(x.h, CURLOPT_HEADERDATA, &x);
-	(void)curl_easy_setopt(x.h, CURLOPT_NOPROGRESS, 0L);
-	(void)curl_easy_setopt(x.h, CURLOPT_XFERINFOFUNCTION, on_progress);
-	(void)curl_easy_setopt(x.h, CURLOPT_XFERINFODATA, &x);
-	(void)curl_easy_setopt(x.h, CURLOPT_CUSTOMREQUEST, r->method);
-	if (r->ctype != NULL) {
-		(void)curl_easy_setopt(x.h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-		(void)curl_easy_setopt(x.h, CURLOPT_POSTFIELDS, r->body ? r->body : "");
-	}
-	set_tls(x.h, c);
+	set_options(&x, c, st_buf_cstr(&url), hl, errbuf);
 	cc = curl_easy_perform(x.h);
 	(void)curl_easy_getinfo(x.h, CURLINFO_RESPONSE_CODE, &resp->http);
 	if (x.too_big)
 		cc = CURLE_FILESIZE_EXCEEDED;
-	/* The handle keeps option pointers; drop them before it goes back to the pool. */
-	(void)curl_easy_setopt(x.h, CURLOPT_HTTPHEADER, NULL);
+	/*
+	 * A pooled handle must not keep pointers into this frame; reset keeps its
+	 * connections and TLS sessions, which is what the pool is for.
+	 */
+	curl_easy_reset(x.h);
 out:
 	give_handle(c, x.h);
 	wipe_headers(hl);

@@ -195,6 +195,7 @@ struct watch {
 	struct st_buf line;
 	char *rv;
 	bool gone;     /* 410: list again */
+	bool listed;   /* a list has been started before */
 	bool stop;     /* cb asked to stop */
 	bool progress; /* an event arrived on this connection */
 	int cb_rc;
@@ -310,7 +311,7 @@ static int relist_item(struct json_object *item, void *payload)
 	return deliver(w, ST_KUBE_EVENT_ADDED, item);
 }
 
-static int relist(struct watch *w, bool again, struct st_err *err)
+static int relist(struct watch *w, struct st_err *err)
 {
 	struct st_kube_list_options lo = ST_KUBE_LIST_OPTIONS_INIT;
 	char *rv = NULL;
@@ -318,13 +319,19 @@ static int relist(struct watch *w, bool again, struct st_err *err)
 
 	lo.label_selector = w->o->label_selector;
 	lo.field_selector = w->o->field_selector;
-	if (again && deliver(w, ST_KUBE_EVENT_RELIST, NULL) != 0)
+	/* Any list after the first (410, or a retry after a partial list) is announced. */
+	if (w->listed && deliver(w, ST_KUBE_EVENT_RELIST, NULL) != 0)
 		return w->cb_rc;
+	w->listed = true;
 	rc = st_kube_list_items(&rv, w->c, w->gvr, w->ns, &lo, relist_item, w, err);
 	if (rc > 0 || w->stop)
 		return 0;
 	if (rc < 0)
 		return rc;
+	if (rv == NULL)
+		return st_err_set(err, ST_EPROTO,
+		                  "the list of %s has no resourceVersion to watch from",
+		                  w->gvr->resource);
 	free(w->rv);
 	w->rv = rv;
 	w->gone = false;
@@ -417,6 +424,37 @@ static void pause_ms(const struct watch *w, unsigned ms, uint64_t deadline_us)
 	}
 }
 
+/* Whether a failed list or connection is worth another try. */
+static bool retryable(int rc, long http)
+{
+	if (rc == ST_ENOTFOUND || rc == ST_EINVAL)
+		return false;
+	/* Permanent refusals (401, 403, 404, 400) are not going to heal by retrying. */
+	return !(http >= 400 && http < 500 && http != 429 && http != 410);
+}
+
+/* One list or connection; leaves rc < 0 with the reason in *e when it failed. */
+static int watch_step(struct watch *w, const char *path, uint64_t deadline_us, long *http,
+                      struct st_err *e)
+{
+	int rc;
+
+	*http = 0;
+	if (w->rv == NULL || w->gone) {
+		rc = relist(w, e);
+		w->progress = rc == 0;
+		return rc;
+	}
+	rc = connect_once(w, path, deadline_us, http, e);
+	if (w->server_err.code != 0 && !w->gone) {
+		/* An ERROR event other than 410: treated like a failed connection. */
+		*e = w->server_err;
+		rc = e->code;
+		st_err_clear(&w->server_err);
+	}
+	return rc;
+}
+
 static int watch_loop(struct watch *w, const char *path, uint64_t deadline_us, struct st_err *err)
 {
 	unsigned failures = 0, delay = 0;
@@ -426,35 +464,26 @@ static int watch_loop(struct watch *w, const char *path, uint64_t deadline_us, s
 		struct st_err e = ST_ERR_INIT;
 		long http = 0;
 
-		if (w->rv == NULL || w->gone) {
-			if ((rc = relist(w, w->gone, err)) < 0)
-				return rc;
-			continue;
-		}
-		rc = connect_once(w, path, deadline_us, &http, &e);
-		if (w->server_err.code != 0 && !w->gone) {
-			/* An ERROR event: treated like a failed connection. */
-			e = w->server_err;
-			rc = e.code;
-			st_err_clear(&w->server_err);
-		}
-		if (rc == 0 && (w->progress || w->gone)) {
+		rc = watch_step(w, path, deadline_us, &http, &e);
+		if (w->cb_rc < 0)
+			break;
+		if (w->progress || w->gone) {
 			failures = 0;
-			continue;
+			delay = 0;
 		}
 		if (rc == 0) {
-			/* Ended without events (server timeout): reconnect after a short pause. */
-			pause_ms(w, 100, deadline_us);
+			/* A stream that ended without events (server timeout) gets a short pause.
+			 */
+			if (!w->progress && !w->gone)
+				pause_ms(w, 100, deadline_us);
 			continue;
 		}
-		/* Permanent refusals (403, 404, 400) are not going to heal by retrying. */
-		if ((http >= 400 && http < 500 && http != 429) || ++failures > w->c->max_retries)
+		if (!retryable(rc, http) || ++failures > w->c->max_retries)
 			return st_err_set(err, rc, "%s", st_err_text(&e));
 		delay = delay ? delay * 2 : w->c->backoff_ms;
 		if (delay > WATCH_MAX_BACKOFF)
 			delay = WATCH_MAX_BACKOFF;
-		st_log_debug("kube: watch %s: %s; reconnecting in %u ms", path, st_err_text(&e),
-		             delay);
+		st_log_debug("kube: watch %s: %s; retrying in %u ms", path, st_err_text(&e), delay);
 		pause_ms(w, delay, deadline_us);
 	}
 	return w->cb_rc < 0 ? w->cb_rc : 0;
@@ -480,8 +509,11 @@ int st_kube_watch(struct st_kube_client *c, const struct st_kube_gvr *gvr, const
 	w.cb = cb;
 	w.payload = payload;
 	st_buf_init(&w.line, ST_KUBE_CAP_EVENT);
-	if (opts->resource_version != NULL && opts->resource_version[0] != '\0')
+	if (opts->resource_version != NULL && opts->resource_version[0] != '\0') {
+		/* The caller holds state from an earlier list, so a relist must say so. */
 		w.rv = st_xstrdup(opts->resource_version);
+		w.listed = true;
+	}
 	if (opts->duration_ms > 0)
 		deadline_us = st_kube__now_us() + opts->duration_ms * 1000u;
 	if ((rc = st_kube_path(path, sizeof(path), gvr, ns, NULL, NULL)) < 0) {

@@ -74,7 +74,7 @@ timeout 300 "$bin" >"$work/out" 2>&1 || rc=$?
 cat "$work/out"
 [ $rc -eq 0 ] || fail "kube_test exited with $rc"
 ! grep -q "SKIPPED" "$work/out" || fail "a live test was skipped"
-grep -q "PASSED.*24 test" "$work/out" || fail "not every test passed"
+grep -q "PASSED.*25 test" "$work/out" || fail "not every test passed"
 
 # The token is a secret: it must not appear in anything the client printed.
 ! grep -q "$token" "$work/out" || fail "the bearer token was printed"

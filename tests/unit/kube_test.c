@@ -928,6 +928,58 @@ static void test_watch_http_410(void **state)
 	st_kube_client_free(c);
 }
 
+static int fail_on_added(enum st_kube_event_type t, struct json_object *obj, void *payload)
+{
+	int *n = payload;
+
+	(void)obj;
+	(*n)++;
+	return t == ST_KUBE_EVENT_ADDED ? ST_EPROTO : 0;
+}
+
+/* A failed watch connection is retried; a callback's error ends the watch with its code. */
+static void test_watch_retry_and_cb_error(void **state)
+{
+	char *resp[3];
+	struct st_kube_watch_options wo = ST_KUBE_WATCH_OPTIONS_INIT;
+	struct st_kube_client *c;
+	struct st_kube_gvr cm;
+	struct st_kube_stats st;
+	struct st_err err = ST_ERR_INIT;
+	struct script s;
+	int calls = 0;
+	size_t i;
+
+	(void)state;
+	resp[0] = http_response("200 OK",
+	                        "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":"
+	                        "{\"resourceVersion\":\"10\"},\"items\":[]}",
+	                        true);
+	resp[1] = http_response("500 Internal Server Error", "{\"kind\":\"Status\",\"code\":500}",
+	                        true);
+	resp[2] = http_response("200 OK",
+	                        "{\"type\":\"ADDED\",\"object\":{\"kind\":\"ConfigMap\","
+	                        "\"metadata\":{\"name\":\"n\",\"resourceVersion\":\"11\"}}}\n",
+	                        false);
+	script_start(&s, (const char *const *)resp, 3);
+	c = client_for(s.port, 3);
+	assert_int_equal(st_kube_gvr_set(&cm, "", "v1", "configmaps", "ConfigMap", true), 0);
+	wo.duration_ms = 10000;
+	assert_int_equal(st_kube_watch(c, &cm, "test", &wo, fail_on_added, &calls, &err),
+	                 ST_EPROTO);
+	script_stop(&s);
+	assert_int_equal(calls, 2); /* SYNCED, then the ADDED that failed */
+	st_kube_client_stats(&st, c);
+	assert_int_equal(st.requests[ST_KUBE_VERB_LIST], 1);
+	assert_int_equal(st.requests[ST_KUBE_VERB_WATCH], 2);
+	assert_non_null(strstr(s.requests[1] + 16, "resourceVersion=10"));
+	assert_non_null(strstr(s.requests[2] + 16, "resourceVersion=10"));
+	assert_non_null(strstr(s.requests[2] + 16, "allowWatchBookmarks=true"));
+	for (i = 0; i < 3; i++)
+		free(resp[i]);
+	st_kube_client_free(c);
+}
+
 /* ---- live tests against an API server ----------------------------------------------------- */
 
 static const char *live_kubeconfig(void)
@@ -1720,6 +1772,7 @@ int main(void)
 		cmocka_unit_test(test_retry_5xx),
 		cmocka_unit_test(test_connection_refused),
 		cmocka_unit_test(test_watch_http_410),
+		cmocka_unit_test(test_watch_retry_and_cb_error),
 		cmocka_unit_test(test_live_discovery),
 		cmocka_unit_test(test_live_discovery_each),
 		cmocka_unit_test(test_live_crud),
