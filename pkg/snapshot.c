@@ -365,7 +365,7 @@ int st_snapshot_create(struct st_snapshot *out, const struct st_snapshot_options
 		goto out;
 	/* From here a failure removes whatever the backend created. */
 	prepared = true;
-	if (ops->needs_freeze) {
+	if (ops->needs_freeze && !opts->caller_froze) {
 		rc = cut_frozen(s, ops, ctx, opts, err);
 	} else {
 		int64_t t0 = st_freeze_now_ns();

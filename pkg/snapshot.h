@@ -82,10 +82,11 @@ struct st_snapshot_options {
 	int64_t ttl_s;                     /* 0: never expires */
 	int64_t timeout_s;                 /* freeze deadline enforced by the watchdog */
 	bool mount;                        /* mount read-only after the cut */
+	bool caller_froze; /* the caller holds the volume frozen (agent API): cut only */
 };
-#define ST_SNAPSHOT_OPTIONS_INIT                                                     \
-	{                                                                            \
-		NULL, "image", NULL, "/run/stasis", NULL, NULL, 24 * 3600, 30, false \
+#define ST_SNAPSHOT_OPTIONS_INIT                                                            \
+	{                                                                                   \
+		NULL, "image", NULL, "/run/stasis", NULL, NULL, 24 * 3600, 30, false, false \
 	}
 
 /* The built-in backend called name, or NULL ("csi" is not built in). */

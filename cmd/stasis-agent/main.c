@@ -386,6 +386,8 @@ static const char snapshot_usage[] =
         "                    0 keeps it); `snapshot gc` removes expired snapshots\n"
         "  --owner TEXT      recorded in the metadata\n"
         "  --no-mount        do not mount the snapshot\n"
+        "  --already-frozen  the volume is held frozen by the daemon (stasis-agent freeze):\n"
+        "                    cut only, the caller thaws\n"
         "  --json            print JSON\n";
 
 struct snap_args {
@@ -424,6 +426,9 @@ static int snapshot_option(struct snap_args *a, int c, const char *arg)
 		return 0;
 	case 'j':
 		a->json = true;
+		return 0;
+	case 'f':
+		a->o.caller_froze = true;
 		return 0;
 	default:
 		return -1;
@@ -509,6 +514,7 @@ static int cmd_snapshot(int argc, char **argv)
 		{ "no-mount", no_argument, NULL, 'n' },
 		{ "target", required_argument, NULL, 'g' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "already-frozen", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
