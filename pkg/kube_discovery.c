@@ -137,17 +137,40 @@ static int fetch_group(struct st_kube__disc *d, struct st_kube_client *c,
 	return 0;
 }
 
+/* "/api/<v>" for the core group's preferred version: the first one /api lists. */
+static int core_version(char *path, size_t size, struct st_kube_client *c, struct st_err *err)
+{
+	struct json_object *api = NULL, *versions;
+	const char *v = NULL;
+	int rc;
+
+	if ((rc = disc_get(&api, c, "/api", NULL, err)) < 0)
+		return rc;
+	versions = st_json_get_arr(api, "versions");
+	if (versions != NULL && json_object_array_length(versions) > 0)
+		v = json_object_get_string(json_object_array_get_idx(versions, 0));
+	if (v == NULL || v[0] == '\0' || strchr(v, '/') != NULL || strlen(v) + 6 > size)
+		rc = st_err_set(err, ST_EPROTO, "discovery: /api lists no usable core version");
+	else
+		(void)snprintf(path, size, "/api/%s", v);
+	json_object_put(api);
+	return rc;
+}
+
 static int fetch(struct st_kube__disc **out, struct st_kube_client *c, struct st_err *err)
 {
 	struct st_kube__disc *d = st_xcalloc(1, sizeof(*d));
 	struct json_object *core = NULL, *apis = NULL, *groups;
+	char core_path[80];
 	size_t i, n;
 	int rc = ST_EINTERNAL;
 
 	*out = NULL;
-	if ((rc = disc_get(&core, c, "/api/v1", NULL, err)) < 0)
+	if ((rc = core_version(core_path, sizeof(core_path), c, err)) < 0)
 		goto out;
-	add_resources(d, "", "v1", core);
+	if ((rc = disc_get(&core, c, core_path, NULL, err)) < 0)
+		goto out;
+	add_resources(d, "", core_path + strlen("/api/"), core);
 	if ((rc = disc_get(&apis, c, "/apis", NULL, err)) < 0)
 		goto out;
 	groups = st_json_get_arr(apis, "groups");
