@@ -1017,15 +1017,18 @@ int st_archive_reader_next(const struct st_archive_entry **entry_out, struct st_
 		off = r->pos;
 		if ((rc = pull(r, r->hdr, BLOCK, &eof, err)) < 0)
 			return rc;
-		if (eof || all_zero(r->hdr, BLOCK)) {
+		/* Writers that finish write zero blocks; a bare end means a lost tail. */
+		if (eof)
+			return fail(r, err, ST_EPROTO,
+			            "truncated: the archive ends at offset %" PRIu64
+			            " without its end-of-archive blocks",
+			            off);
+		if (all_zero(r->hdr, BLOCK)) {
 			if (r->x_path != NULL || r->x_has_size)
 				return fail(
 				        r, err, ST_EPROTO,
 				        "truncated: an extended header at the end has no entry");
-			if (!eof)
-				return drain(r, err);
-			r->done = true;
-			return 0;
+			return drain(r, err);
 		}
 		if (memcmp(r->hdr + H_MAGIC, "ustar", 5) != 0 || !checksum_ok(r->hdr))
 			return fail(r, err, ST_EPROTO, "corrupt header at offset %" PRIu64 "%s",

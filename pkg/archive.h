@@ -19,8 +19,9 @@
  * expansion past a total cap (gzip bombs), bad checksums and truncation
  * are all errors whose text names the entry and its offset in the
  * uncompressed stream. Names are reported without a leading "./" and
- * without the trailing "/" of directories. Reaching the end verifies the
- * gzip CRC and length.
+ * without the trailing "/" of directories. The end is the first zero
+ * block (an archive without one is truncated); reaching it verifies the
+ * gzip CRC and length of the member that holds it.
  *
  * Writers and readers are single-threaded objects; distinct ones are
  * independent.

@@ -480,11 +480,19 @@ static void test_we_read_gnu_tar(void **state)
 
 /* ---- hostile input ---------------------------------------------------------------------- */
 
-/* A raw ustar header built without the module. */
-static void raw_header(uint8_t *h, const char *name, char type, size_t size)
+static void fix_checksum(uint8_t *h)
 {
 	unsigned sum = 0;
 
+	memset(h + 148, ' ', 8);
+	for (int i = 0; i < 512; i++)
+		sum += h[i];
+	snprintf((char *)h + 148, 8, "%06o", sum);
+}
+
+/* A raw ustar header built without the module. */
+static void raw_header(uint8_t *h, const char *name, char type, size_t size)
+{
 	memset(h, 0, 512);
 	memcpy(h, name, strnlen(name, 100));
 	snprintf((char *)h + 100, 8, "%07o", 0644);
@@ -495,10 +503,7 @@ static void raw_header(uint8_t *h, const char *name, char type, size_t size)
 	h[156] = (uint8_t)type;
 	memcpy(h + 257, "ustar", 6);
 	memcpy(h + 263, "00", 2);
-	memset(h + 148, ' ', 8);
-	for (int i = 0; i < 512; i++)
-		sum += h[i];
-	snprintf((char *)h + 148, 8, "%06o", sum);
+	fix_checksum(h);
 }
 
 struct raw {
@@ -672,6 +677,15 @@ static void test_corrupt_and_truncated(void **state)
 	t.p[1024] = 'c';
 	assert_int_equal(read_raw(&t, NULL, msg), ST_EPROTO);
 	assert_non_null(strstr(msg, "corrupt header at offset 1024"));
+	/* A complete gzip stream whose tar lacks the end blocks lost its tail. */
+	{
+		size_t len = 0;
+		uint8_t *gz = gzip(t.p, 1024, &len);
+
+		assert_int_equal(read_all(gz, len, NULL, msg), ST_EPROTO);
+		assert_non_null(strstr(msg, "offset 1024 without its end-of-archive blocks"));
+		free(gz);
+	}
 	/* Not gzip at all. */
 	assert_int_equal(read_all("hello world, not gzip", 21, NULL, msg), ST_EPROTO);
 	/* gzip, but not tar. */
@@ -715,6 +729,70 @@ static void test_caps(void **state)
 	assert_int_equal(read_all(a.ptr, a.len, &lim, msg), ST_ETOOBIG);
 	st_buf_dispose(&a);
 	free(zeros);
+}
+
+/* A sink that inflates what it gets and stops the writer once it holds two blocks. */
+struct peek {
+	z_stream z;
+	uint8_t tar[BUFSIZ * 4];
+	size_t len;
+};
+
+static int peek_write(const void *buf, size_t n, void *payload)
+{
+	struct peek *pk = payload;
+
+	pk->z.next_in = (Bytef *)(uintptr_t)buf;
+	pk->z.avail_in = (uInt)n;
+	pk->z.next_out = pk->tar + pk->len;
+	pk->z.avail_out = (uInt)(sizeof(pk->tar) - pk->len);
+	(void)inflate(&pk->z, Z_NO_FLUSH);
+	pk->len = sizeof(pk->tar) - pk->z.avail_out;
+	return pk->len >= 1024 ? ST_EUPSTREAM : 0;
+}
+
+static long zero_source(void *buf, size_t cap, void *payload)
+{
+	(void)payload;
+	memset(buf, 0, cap);
+	return (long)cap;
+}
+
+static void test_huge_sizes(void **state)
+{
+	static struct peek pk;
+	static struct raw t;
+	struct st_archive_limits lim = ST_ARCHIVE_LIMITS_INIT;
+	struct st_archive_writer *w = NULL;
+	uint64_t nine_gib = 9ULL << 30;
+	char msg[ST_ERR_MSG_SIZE];
+
+	(void)state;
+	/* The writer puts a 9 GiB size in a pax record; the ustar field cannot hold it. */
+	memset(&pk.z, 0, sizeof(pk.z));
+	assert_int_equal(inflateInit2(&pk.z, 31), Z_OK);
+	assert_int_equal(st_archive_writer_new(&w, peek_write, &pk), 0);
+	assert_int_equal(
+	        st_archive_writer_add_stream(w, "huge", NULL, nine_gib, zero_source, NULL, NULL),
+	        ST_EUPSTREAM);
+	st_archive_writer_free(w);
+	(void)inflateEnd(&pk.z);
+	assert_int_equal(pk.tar[156], 'x');
+	assert_memory_equal(pk.tar + 512, "19 size=9663676416\n", 19);
+	assert_int_equal(pk.tar[1024 + 156], '0');
+	/* The reader takes GNU base-256 sizes, and its cap applies to them. */
+	memset(&t, 0, sizeof(t));
+	raw_entry(&t, "small", '0', "12345", 5);
+	memset(t.p + 124, 0, 12);
+	t.p[124] = 0x80;
+	t.p[135] = 5;
+	fix_checksum(t.p);
+	assert_int_equal(read_raw(&t, NULL, msg), 0);
+	t.p[131] = 2; /* 2 * 2^32 + 5 bytes */
+	fix_checksum(t.p);
+	lim.max_entry_size = 1u << 20;
+	assert_int_equal(read_raw(&t, &lim, msg), ST_ETOOBIG);
+	assert_non_null(strstr(msg, "\"small\" at offset 0: 8589934597 bytes"));
 }
 
 static void test_extract(void **state)
@@ -852,6 +930,7 @@ int main(void)
 		cmocka_unit_test(test_unsafe_extended_names),
 		cmocka_unit_test(test_corrupt_and_truncated),
 		cmocka_unit_test(test_caps),
+		cmocka_unit_test(test_huge_sizes),
 		cmocka_unit_test(test_extract),
 		cmocka_unit_test(test_writer_refuses),
 		cmocka_unit_test(test_sink_error),
