@@ -1,0 +1,1034 @@
+#include "pkg/server.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "pkg/backup.h"
+#include "pkg/bsl.h"
+#include "pkg/kube.h"
+#include "pkg/store.h"
+#include "pkg/util/json.h"
+#include "pkg/util/log.h"
+#include "pkg/util/mem.h"
+
+#define EXIT_USAGE 2
+/* Lease timing, as controller-runtime's defaults: 15 s lease, renewed every 5 s. */
+#define LEASE_DURATION_S 15
+#define LEASE_RENEW_S    5
+#define LEASE_RETRY_S    2
+/* Pause before re-opening a watch the server refused. */
+#define WATCH_RETRY_S 2
+/* Progress is written to status at most this often. */
+#define PROGRESS_INTERVAL_MS 1000
+#define NAME_MAX_LEN         253
+
+const char st_server_usage[] =
+        "Usage: stasis server [options]\n"
+        "\n"
+        "Runs the controller: holds a Lease so that one replica acts, validates the\n"
+        "BackupStorageLocations and runs the Backups of its namespace one at a time.\n"
+        "\n"
+        "Options:\n"
+        "  -n, --namespace NS         namespace of the custom resources (default stasis)\n"
+        "      --kubeconfig FILE      kubeconfig to use (default: $KUBECONFIG, ~/.kube/config,\n"
+        "                             then the in-cluster service account)\n"
+        "      --context NAME         kubeconfig context\n"
+        "      --credentials-file F   AWS credentials file for locations without a credential\n"
+        "      --lease-name NAME      Lease that elects the active replica (default\n"
+        "                             stasis-controller)\n"
+        "      --identity NAME        holder identity in the Lease (default HOSTNAME_PID)\n"
+        "      --bsl-sync-period D    how often storage locations are probed (default 60s)\n"
+        "      --client-qps N         API requests per second (default 50)\n"
+        "      --client-burst N       API request burst (default 100)\n"
+        "  -h, --help                 show this help\n";
+
+enum job_kind {
+	JOB_BACKUP = 0,
+	JOB_DELETE,
+	JOB_ORPHAN,
+};
+
+struct job {
+	enum job_kind kind;
+	char name[NAME_MAX_LEN + 1];
+};
+
+struct server {
+	struct st_kube_client *c;
+	const char *ns;
+	const char *lease_name;
+	const char *identity;
+	const char *credentials_file;
+	long long bsl_period_s;
+	struct st_kube_gvr backups;
+	struct st_kube_gvr bsls;
+	struct st_kube_gvr leases;
+	atomic_bool stop;
+	atomic_bool lease_lost;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *queue; /* guarded by mu */
+	size_t qlen;
+	size_t qcap;
+	bool initial_synced;          /* guarded by mu: the first Backup list was seen */
+	struct json_object *bsl_gens; /* name -> generation last validated (BSL thread only) */
+	long long progress_ms;        /* worker only */
+	const char *current;          /* worker only: the Backup being run */
+};
+
+/* ---- time ------------------------------------------------------------------------------- */
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* metav1.MicroTime: "2026-01-02T03:04:05.000000Z". */
+static void micro_time(char *buf, size_t size)
+{
+	long long ms = now_ms();
+	char base[32];
+
+	st_backup_format_time(base, sizeof(base), ms / 1000);
+	if (strlen(base) == 20)
+		(void)snprintf(buf, size, "%.19s.%06lldZ", base, (ms % 1000) * 1000);
+	else
+		(void)snprintf(buf, size, "%s", base);
+}
+
+/* Unix seconds of an RFC 3339 time (fractions ignored); -1 when unreadable. */
+static long long parse_time(const char *s)
+{
+	struct tm tm;
+	int y, mo, d, h, mi, se;
+
+	if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &se) != 6)
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = se;
+	return (long long)timegm(&tm);
+}
+
+/* Waits on the condition variable up to ms, or until stop. Called with mu held. */
+static void timed_wait(struct server *srv, long long ms)
+{
+	struct timespec ts;
+	long long until = now_ms() + ms;
+
+	ts.tv_sec = (time_t)(until / 1000);
+	ts.tv_nsec = (long)(until % 1000) * 1000000;
+	if (!atomic_load(&srv->stop))
+		(void)pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
+}
+
+static void sleep_unless_stopped(struct server *srv, long long ms)
+{
+	pthread_mutex_lock(&srv->mu);
+	timed_wait(srv, ms);
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static void request_stop(struct server *srv)
+{
+	pthread_mutex_lock(&srv->mu);
+	atomic_store(&srv->stop, true);
+	pthread_cond_broadcast(&srv->cv);
+	pthread_mutex_unlock(&srv->mu);
+}
+
+/* ---- the Lease -------------------------------------------------------------------------- */
+
+static struct json_object *new_lease(const struct server *srv)
+{
+	struct json_object *l = json_object_new_object();
+	struct json_object *md = json_object_new_object();
+
+	st_json_add_str(l, "apiVersion", "coordination.k8s.io/v1");
+	st_json_add_str(l, "kind", "Lease");
+	st_json_add_str(md, "name", srv->lease_name);
+	st_json_add_str(md, "namespace", srv->ns);
+	json_object_object_add(l, "metadata", md);
+	json_object_object_add(l, "spec", json_object_new_object());
+	return l;
+}
+
+/* Writes holder, times and transitions into lease's spec. */
+static void claim(struct json_object *lease, const char *identity, bool transition)
+{
+	struct json_object *spec = st_json_get_obj(lease, "spec");
+	const char *prev = st_json_get_str(spec, "holderIdentity");
+	bool had_holder = prev != NULL && prev[0] != '\0';
+	int n = json_object_get_int(st_json_get(spec, "leaseTransitions"));
+	char ts[40];
+
+	micro_time(ts, sizeof(ts));
+	if (transition) {
+		st_json_add_str(spec, "acquireTime", ts);
+		json_object_object_add(spec, "leaseTransitions",
+		                       json_object_new_int(had_holder ? n + 1 : n));
+	}
+	st_json_add_str(spec, "holderIdentity", identity);
+	json_object_object_add(spec, "leaseDurationSeconds", json_object_new_int(LEASE_DURATION_S));
+	st_json_add_str(spec, "renewTime", ts);
+}
+
+/*
+ * One attempt to take or renew the Lease. Returns 1 when this process holds
+ * it afterwards, 0 when another holder has it, < 0 on an API failure.
+ */
+static int try_lease(struct server *srv, struct st_err *err)
+{
+	struct json_object *lease = NULL;
+	struct json_object *out = NULL;
+	struct json_object *spec;
+	const char *holder;
+	long long renew, dur;
+	long http = 0;
+	bool mine;
+	int rc;
+
+	rc = st_kube_get(&lease, srv->c, &srv->leases, srv->ns, srv->lease_name, &http, err);
+	if (rc == ST_ENOTFOUND) {
+		st_err_clear(err);
+		lease = new_lease(srv);
+		claim(lease, srv->identity, true);
+		rc = st_kube_create(&out, srv->c, &srv->leases, srv->ns, lease, &http, err);
+		rc = rc == 0 ? 1 : (http == 409 ? 0 : rc);
+		goto out;
+	}
+	if (rc < 0)
+		goto out;
+	spec = st_json_get_obj(lease, "spec");
+	holder = st_json_get_str(spec, "holderIdentity");
+	renew = parse_time(st_json_get_str(spec, "renewTime"));
+	dur = json_object_get_int(st_json_get(spec, "leaseDurationSeconds"));
+	mine = holder != NULL && strcmp(holder, srv->identity) == 0;
+	if (!mine && holder != NULL && holder[0] != '\0' && renew >= 0 &&
+	    (long long)time(NULL) <= renew + dur) {
+		rc = 0;
+		goto out;
+	}
+	if (spec == NULL)
+		json_object_object_add(lease, "spec", json_object_new_object());
+	claim(lease, srv->identity, !mine);
+	rc = st_kube_update(&out, srv->c, &srv->leases, srv->ns, lease, &http, err);
+	rc = rc == 0 ? 1 : (http == 409 ? 0 : rc);
+out:
+	json_object_put(lease);
+	json_object_put(out);
+	return rc;
+}
+
+/* Blocks until the Lease is ours (true) or a stop was requested (false). */
+static bool acquire_lease(struct server *srv)
+{
+	bool told = false;
+
+	while (!atomic_load(&srv->stop)) {
+		struct st_err err = { 0 };
+		int rc = try_lease(srv, &err);
+
+		if (rc == 1) {
+			st_log_info("acquired lease %s/%s as %s", srv->ns, srv->lease_name,
+			            srv->identity);
+			return true;
+		}
+		if (rc < 0)
+			st_log_warn("lease %s/%s: %s", srv->ns, srv->lease_name, st_err_text(&err));
+		else if (!told)
+			st_log_info("lease %s/%s is held by another replica; waiting", srv->ns,
+			            srv->lease_name);
+		told = true;
+		sleep_unless_stopped(srv, LEASE_RETRY_S * 1000);
+	}
+	return false;
+}
+
+static void *lease_thread(void *arg)
+{
+	struct server *srv = arg;
+	long long last_ok = now_ms();
+
+	while (!atomic_load(&srv->stop)) {
+		struct st_err err = { 0 };
+		int rc;
+
+		sleep_unless_stopped(srv, LEASE_RENEW_S * 1000);
+		if (atomic_load(&srv->stop))
+			break;
+		rc = try_lease(srv, &err);
+		if (rc == 1) {
+			last_ok = now_ms();
+			continue;
+		}
+		if (rc == 0 || now_ms() - last_ok > LEASE_DURATION_S * 1000) {
+			st_log_err("lost lease %s/%s%s%s; stopping", srv->ns, srv->lease_name,
+			           rc < 0 ? ": " : " to another replica",
+			           rc < 0 ? st_err_text(&err) : "");
+			atomic_store(&srv->lease_lost, true);
+			request_stop(srv);
+			break;
+		}
+		st_log_warn("renewing lease %s/%s: %s", srv->ns, srv->lease_name,
+		            st_err_text(&err));
+	}
+	return NULL;
+}
+
+/* Gives the Lease up so that another replica takes over at once. */
+static void release_lease(struct server *srv)
+{
+	struct json_object *lease = NULL;
+	struct json_object *out = NULL;
+	struct json_object *spec;
+	struct st_err err = { 0 };
+	const char *holder;
+
+	if (st_kube_get(&lease, srv->c, &srv->leases, srv->ns, srv->lease_name, NULL, &err) < 0)
+		goto out;
+	spec = st_json_get_obj(lease, "spec");
+	holder = st_json_get_str(spec, "holderIdentity");
+	if (spec == NULL || holder == NULL || strcmp(holder, srv->identity) != 0)
+		goto out;
+	st_json_add_str(spec, "holderIdentity", "");
+	json_object_object_add(spec, "leaseDurationSeconds", json_object_new_int(1));
+	if (st_kube_update(&out, srv->c, &srv->leases, srv->ns, lease, NULL, &err) < 0)
+		goto out;
+	st_log_info("released lease %s/%s", srv->ns, srv->lease_name);
+out:
+	if (err.code != 0)
+		st_log_warn("releasing lease %s/%s: %s", srv->ns, srv->lease_name,
+		            st_err_text(&err));
+	json_object_put(lease);
+	json_object_put(out);
+}
+
+/* ---- status writes ---------------------------------------------------------------------- */
+
+/* Merge-patches obj's status (or main resource when subresource is NULL). */
+static int patch(struct server *srv, const struct st_kube_gvr *gvr, const char *name,
+                 const char *subresource, struct json_object *body, struct st_err *err)
+{
+	struct json_object *out = NULL;
+	const char *text;
+	size_t len = 0;
+	int rc;
+
+	text = st_json_to_string(body, &len);
+	rc = st_kube_patch(&out, srv->c, gvr, srv->ns, name, subresource, ST_KUBE_PATCH_MERGE, text,
+	                   len, NULL, err);
+	json_object_put(out);
+	return rc;
+}
+
+/* Patches a Backup's status with st (taken). Failures are logged; a gone Backup is fine. */
+static void backup_status(struct server *srv, const char *name, struct json_object *st)
+{
+	struct json_object *body = json_object_new_object();
+	struct st_err err = { 0 };
+	int rc;
+
+	json_object_object_add(body, "status", st);
+	rc = patch(srv, &srv->backups, name, "status", body, &err);
+	if (rc < 0 && rc != ST_ENOTFOUND)
+		st_log_err("backup %s/%s: writing status: %s", srv->ns, name, st_err_text(&err));
+	json_object_put(body);
+}
+
+static struct json_object *failed_status(const char *reason, const char *validation)
+{
+	struct json_object *st = json_object_new_object();
+	char ts[32];
+
+	st_backup_format_time(ts, sizeof(ts), (long long)time(NULL));
+	st_json_add_str(st, "phase", "Failed");
+	st_json_add_str(st, "failureReason", reason);
+	st_json_add_str(st, "completionTimestamp", ts);
+	if (validation != NULL) {
+		struct json_object *ve = json_object_new_array();
+
+		json_object_array_add(ve, json_object_new_string(validation));
+		json_object_object_add(st, "validationErrors", ve);
+	}
+	return st;
+}
+
+/* ---- storage locations ------------------------------------------------------------------ */
+
+static void bsl_status(struct server *srv, const char *name, bool ok, const char *message)
+{
+	struct json_object *body = json_object_new_object();
+	struct json_object *st = json_object_new_object();
+	struct st_err err = { 0 };
+	char ts[32];
+
+	st_backup_format_time(ts, sizeof(ts), (long long)time(NULL));
+	st_json_add_str(st, "phase", ok ? "Available" : "Unavailable");
+	st_json_add_str(st, "message", message);
+	st_json_add_str(st, "lastValidationTime", ts);
+	json_object_object_add(body, "status", st);
+	if (patch(srv, &srv->bsls, name, "status", body, &err) < 0)
+		st_log_err("storage location %s/%s: writing status: %s", srv->ns, name,
+		           st_err_text(&err));
+	json_object_put(body);
+}
+
+static void validate_bsl(struct server *srv, struct json_object *bsl)
+{
+	const char *name = st_json_get_str(st_json_get_obj(bsl, "metadata"), "name");
+	const char *old = st_json_get_str(st_json_get_obj(bsl, "status"), "phase");
+	struct st_bsl b;
+	struct st_err err = { 0 };
+	int rc;
+
+	st_bsl_init(&b);
+	rc = st_bsl_open(&b, srv->c, bsl, srv->credentials_file, &err);
+	if (rc == 0)
+		rc = st_bsl_probe(b.store, &err);
+	if (rc == 0) {
+		if (old == NULL || strcmp(old, "Available") != 0)
+			st_log_info("storage location %s/%s (%s) is available", srv->ns, name,
+			            b.url);
+		bsl_status(srv, name, true, "");
+	} else {
+		st_log_warn("storage location %s/%s is unavailable: %s", srv->ns, name,
+		            st_err_text(&err));
+		bsl_status(srv, name, false, st_err_text(&err));
+	}
+	st_bsl_close(&b);
+}
+
+static int on_bsl_event(enum st_kube_event_type type, struct json_object *obj, void *payload)
+{
+	struct server *srv = payload;
+	struct json_object *md = st_json_get_obj(obj, "metadata");
+	const char *name = st_json_get_str(md, "name");
+	int64_t gen = json_object_get_int64(st_json_get(md, "generation"));
+	struct json_object *seen = NULL;
+
+	if (name == NULL || (type != ST_KUBE_EVENT_ADDED && type != ST_KUBE_EVENT_MODIFIED)) {
+		if (type == ST_KUBE_EVENT_DELETED && name != NULL)
+			json_object_object_del(srv->bsl_gens, name);
+		return atomic_load(&srv->stop) ? 1 : 0;
+	}
+	/* Our own status writes come back as MODIFIED with the same generation. */
+	if (json_object_object_get_ex(srv->bsl_gens, name, &seen) &&
+	    json_object_get_int64(seen) == gen)
+		return 0;
+	json_object_object_add(srv->bsl_gens, name, json_object_new_int64(gen));
+	validate_bsl(srv, obj);
+	return atomic_load(&srv->stop) ? 1 : 0;
+}
+
+/*
+ * Each cycle lists every location (validating all of them) and watches for
+ * the rest of the sync period, validating new and changed ones.
+ */
+static void *bsl_thread(void *arg)
+{
+	struct server *srv = arg;
+
+	while (!atomic_load(&srv->stop)) {
+		struct st_kube_watch_options wo = ST_KUBE_WATCH_OPTIONS_INIT;
+		struct st_err err = { 0 };
+
+		json_object_put(srv->bsl_gens);
+		srv->bsl_gens = json_object_new_object();
+		wo.cancel = &srv->stop;
+		wo.duration_ms = (uint64_t)srv->bsl_period_s * 1000;
+		if (st_kube_watch(srv->c, &srv->bsls, srv->ns, &wo, on_bsl_event, srv, &err) < 0) {
+			st_log_warn("watching storage locations: %s", st_err_text(&err));
+			sleep_unless_stopped(srv, WATCH_RETRY_S * 1000);
+		}
+	}
+	return NULL;
+}
+
+/* ---- the queue -------------------------------------------------------------------------- */
+
+static void enqueue(struct server *srv, enum job_kind kind, const char *name)
+{
+	size_t i;
+
+	if (strlen(name) > NAME_MAX_LEN)
+		return;
+	pthread_mutex_lock(&srv->mu);
+	for (i = 0; i < srv->qlen; i++)
+		if (srv->queue[i].kind == kind && strcmp(srv->queue[i].name, name) == 0)
+			goto out;
+	if (srv->qlen == srv->qcap) {
+		srv->qcap = srv->qcap ? srv->qcap * 2 : 16;
+		srv->queue = st_xrealloc(srv->queue, srv->qcap * sizeof(*srv->queue));
+	}
+	srv->queue[srv->qlen].kind = kind;
+	(void)snprintf(srv->queue[srv->qlen].name, sizeof(srv->queue[0].name), "%s", name);
+	srv->qlen++;
+	pthread_cond_broadcast(&srv->cv);
+out:
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static bool delete_requested(struct json_object *obj)
+{
+	const char *v =
+	        st_json_get_str(st_json_get_obj(st_json_get_obj(obj, "metadata"), "annotations"),
+	                        ST_SERVER_DELETE_ANNOTATION);
+
+	return v != NULL && strcmp(v, "true") == 0;
+}
+
+static int on_backup_event(enum st_kube_event_type type, struct json_object *obj, void *payload)
+{
+	struct server *srv = payload;
+	const char *name = st_json_get_str(st_json_get_obj(obj, "metadata"), "name");
+	const char *phase = st_json_get_str(st_json_get_obj(obj, "status"), "phase");
+	bool synced;
+
+	if (type == ST_KUBE_EVENT_SYNCED) {
+		pthread_mutex_lock(&srv->mu);
+		srv->initial_synced = true;
+		pthread_mutex_unlock(&srv->mu);
+	}
+	if (name == NULL || (type != ST_KUBE_EVENT_ADDED && type != ST_KUBE_EVENT_MODIFIED))
+		return atomic_load(&srv->stop) ? 1 : 0;
+	pthread_mutex_lock(&srv->mu);
+	synced = srv->initial_synced;
+	pthread_mutex_unlock(&srv->mu);
+	if (delete_requested(obj))
+		enqueue(srv, JOB_DELETE, name);
+	else if (phase == NULL || phase[0] == '\0' || strcmp(phase, "New") == 0)
+		enqueue(srv, JOB_BACKUP, name);
+	else if (strcmp(phase, "InProgress") == 0 && !synced)
+		enqueue(srv, JOB_ORPHAN, name);
+	return atomic_load(&srv->stop) ? 1 : 0;
+}
+
+static void *backup_watch_thread(void *arg)
+{
+	struct server *srv = arg;
+
+	while (!atomic_load(&srv->stop)) {
+		struct st_kube_watch_options wo = ST_KUBE_WATCH_OPTIONS_INIT;
+		struct st_err err = { 0 };
+
+		wo.cancel = &srv->stop;
+		if (st_kube_watch(srv->c, &srv->backups, srv->ns, &wo, on_backup_event, srv, &err) <
+		    0) {
+			st_log_warn("watching backups: %s", st_err_text(&err));
+			sleep_unless_stopped(srv, WATCH_RETRY_S * 1000);
+		}
+	}
+	return NULL;
+}
+
+/* ---- jobs ------------------------------------------------------------------------------- */
+
+/* The BSL named name, or the default one (spec.default, else the one called "default"). */
+static int find_bsl(struct json_object **out, struct server *srv, const char *name,
+                    struct st_err *err)
+{
+	struct st_kube_list_options lo = ST_KUBE_LIST_OPTIONS_INIT;
+	struct json_object *list = NULL;
+	struct json_object *items;
+	struct json_object *pick = NULL;
+	size_t i, n;
+	int rc;
+
+	*out = NULL;
+	if (name != NULL && name[0] != '\0')
+		return st_kube_get(out, srv->c, &srv->bsls, srv->ns, name, NULL, err);
+	if ((rc = st_kube_list(&list, srv->c, &srv->bsls, srv->ns, &lo, NULL, err)) < 0)
+		return rc;
+	items = st_json_get_arr(list, "items");
+	n = items ? json_object_array_length(items) : 0;
+	for (i = 0; i < n && pick == NULL; i++) {
+		struct json_object *it = json_object_array_get_idx(items, i);
+
+		if (st_json_get_bool(st_json_get_obj(it, "spec"), "default", false))
+			pick = it;
+	}
+	for (i = 0; i < n && pick == NULL; i++) {
+		struct json_object *it = json_object_array_get_idx(items, i);
+		const char *nm = st_json_get_str(st_json_get_obj(it, "metadata"), "name");
+
+		if (nm != NULL && strcmp(nm, "default") == 0)
+			pick = it;
+	}
+	if (pick != NULL)
+		*out = json_object_get(pick);
+	json_object_put(list);
+	if (pick == NULL)
+		return st_err_set(err, ST_ENOTFOUND,
+		                  "no default backup storage location in namespace %s (set "
+		                  "spec.storageLocation or mark one with spec.default: true)",
+		                  srv->ns);
+	return 0;
+}
+
+static void on_progress(unsigned total, unsigned done, void *payload)
+{
+	struct server *srv = payload;
+	struct json_object *st, *prog;
+	long long t = now_ms();
+
+	if (t - srv->progress_ms < PROGRESS_INTERVAL_MS)
+		return;
+	srv->progress_ms = t;
+	st = json_object_new_object();
+	prog = json_object_new_object();
+	json_object_object_add(prog, "totalItems", json_object_new_int((int)total));
+	json_object_object_add(prog, "itemsBackedUp", json_object_new_int((int)done));
+	json_object_object_add(st, "progress", prog);
+	backup_status(srv, srv->current, st);
+}
+
+/* Writes the storage location's name into spec when the Backup left it to the default. */
+static void record_location(struct server *srv, struct json_object *backup, const char *bsl)
+{
+	struct json_object *spec = st_json_get_obj(backup, "spec");
+	struct json_object *body, *bspec;
+	struct st_err err = { 0 };
+	const char *cur = st_json_get_str(spec, "storageLocation");
+
+	if (cur != NULL && cur[0] != '\0')
+		return;
+	body = json_object_new_object();
+	bspec = json_object_new_object();
+	st_json_add_str(bspec, "storageLocation", bsl);
+	json_object_object_add(body, "spec", bspec);
+	if (patch(srv, &srv->backups, st_json_get_str(st_json_get_obj(backup, "metadata"), "name"),
+	          NULL, body, &err) < 0)
+		st_log_warn("backup %s: recording its storage location: %s", srv->ns,
+		            st_err_text(&err));
+	json_object_put(body);
+	if (spec != NULL)
+		st_json_add_str(spec, "storageLocation", bsl);
+}
+
+/* The InProgress status, written before the engine starts. */
+static struct json_object *start_status(struct json_object *backup, long long now)
+{
+	struct json_object *st = json_object_new_object();
+	const char *ttl_text = st_json_get_str(st_json_get_obj(backup, "spec"), "ttl");
+	long long ttl = 0;
+	char ts[32];
+
+	if (ttl_text == NULL || st_backup_parse_duration(&ttl, ttl_text) < 0)
+		ttl = 720LL * 3600; /* ST_BACKUP_DEFAULT_TTL; the engine reports a bad ttl */
+	st_json_add_str(st, "phase", "InProgress");
+	st_backup_format_time(ts, sizeof(ts), now);
+	st_json_add_str(st, "startTimestamp", ts);
+	st_backup_format_time(ts, sizeof(ts), now + ttl);
+	st_json_add_str(st, "expiration", ts);
+	st_json_add_str(st, "formatVersion", ST_BACKUP_FORMAT_VERSION);
+	json_object_object_add(st, "version", json_object_new_int(1));
+	return st;
+}
+
+static void run_engine(struct server *srv, const char *name, struct json_object *backup,
+                       struct json_object *bsl, long long now)
+{
+	struct st_backup_options bo = ST_BACKUP_OPTIONS_INIT;
+	struct st_backup_result res;
+	struct st_bsl b;
+	struct st_err err = { 0 };
+	char reason[ST_ERR_MSG_SIZE + 64];
+	struct json_object *st = NULL;
+
+	st_bsl_init(&b);
+	if (st_bsl_open(&b, srv->c, bsl, srv->credentials_file, &err) < 0) {
+		(void)snprintf(reason, sizeof(reason), "storage location %s: %s",
+		               st_json_get_str(st_json_get_obj(bsl, "metadata"), "name"),
+		               st_err_text(&err));
+		st_log_err("backup %s/%s: %s", srv->ns, name, reason);
+		backup_status(srv, name, failed_status(reason, NULL));
+		return;
+	}
+	bo.cancel = &srv->stop;
+	bo.progress = on_progress;
+	bo.payload = srv;
+	bo.now = now;
+	srv->current = name;
+	srv->progress_ms = now_ms();
+	if (st_backup_run(&res, srv->c, b.store, backup, &bo, &err) < 0) {
+		backup_status(srv, name, failed_status(res.failure_reason, res.failure_reason));
+	} else if (json_object_object_get_ex(backup, "status", &st)) {
+		backup_status(srv, name, json_object_get(st));
+		st_log_info("backup %s/%s: %s (%u objects, %u errors, %u warnings)", srv->ns, name,
+		            res.phase, res.items_backed_up, res.errors, res.warnings);
+	}
+	srv->current = NULL;
+	st_bsl_close(&b);
+}
+
+static void job_backup(struct server *srv, const char *name)
+{
+	struct json_object *backup = NULL;
+	struct json_object *bsl = NULL;
+	struct st_err err = { 0 };
+	const char *phase;
+	long long now = (long long)time(NULL);
+
+	if (st_kube_get(&backup, srv->c, &srv->backups, srv->ns, name, NULL, &err) < 0)
+		goto out; /* deleted meanwhile, or the API is down: the watch brings it back */
+	phase = st_json_get_str(st_json_get_obj(backup, "status"), "phase");
+	if ((phase != NULL && phase[0] != '\0' && strcmp(phase, "New") != 0) ||
+	    delete_requested(backup))
+		goto out;
+	if (find_bsl(&bsl, srv, st_json_get_str(st_json_get_obj(backup, "spec"), "storageLocation"),
+	             &err) < 0) {
+		st_log_err("backup %s/%s: %s", srv->ns, name, st_err_text(&err));
+		backup_status(srv, name, failed_status(st_err_text(&err), st_err_text(&err)));
+		goto out;
+	}
+	record_location(srv, backup, st_json_get_str(st_json_get_obj(bsl, "metadata"), "name"));
+	st_log_info("backup %s/%s: starting", srv->ns, name);
+	backup_status(srv, name, start_status(backup, now));
+	run_engine(srv, name, backup, bsl, now);
+out:
+	json_object_put(backup);
+	json_object_put(bsl);
+}
+
+static void job_orphan(struct server *srv, const char *name)
+{
+	struct json_object *backup = NULL;
+	struct st_err err = { 0 };
+	const char *phase;
+
+	if (st_kube_get(&backup, srv->c, &srv->backups, srv->ns, name, NULL, &err) < 0)
+		goto out;
+	phase = st_json_get_str(st_json_get_obj(backup, "status"), "phase");
+	if (phase == NULL || strcmp(phase, "InProgress") != 0)
+		goto out;
+	st_log_warn("backup %s/%s: %s; marking it Failed", srv->ns, name, ST_SERVER_RESTART_REASON);
+	backup_status(srv, name, failed_status(ST_SERVER_RESTART_REASON, NULL));
+out:
+	json_object_put(backup);
+}
+
+static void job_delete(struct server *srv, const char *name)
+{
+	struct json_object *backup = NULL;
+	struct json_object *bsl = NULL;
+	struct json_object *st;
+	struct st_bsl b;
+	struct st_err err = { 0 };
+	char reason[ST_ERR_MSG_SIZE + 64];
+	unsigned count = 0;
+
+	st_bsl_init(&b);
+	if (st_kube_get(&backup, srv->c, &srv->backups, srv->ns, name, NULL, &err) < 0)
+		goto out;
+	st = json_object_new_object();
+	st_json_add_str(st, "phase", "Deleting");
+	backup_status(srv, name, st);
+	if (find_bsl(&bsl, srv, st_json_get_str(st_json_get_obj(backup, "spec"), "storageLocation"),
+	             &err) < 0 ||
+	    st_bsl_open(&b, srv->c, bsl, srv->credentials_file, &err) < 0 ||
+	    st_backup_delete_objects(&count, b.store, name, &err) < 0) {
+		(void)snprintf(reason, sizeof(reason), "deleting the backup's objects: %s",
+		               st_err_text(&err));
+		st_log_err("backup %s/%s: %s", srv->ns, name, reason);
+		st = json_object_new_object();
+		st_json_add_str(st, "failureReason", reason);
+		backup_status(srv, name, st);
+		goto out;
+	}
+	st_err_clear(&err);
+	if (st_kube_delete(NULL, srv->c, &srv->backups, srv->ns, name, NULL, NULL, &err) < 0 &&
+	    err.code != ST_ENOTFOUND)
+		st_log_err("backup %s/%s: deleting the object: %s", srv->ns, name,
+		           st_err_text(&err));
+	else
+		st_log_info("backup %s/%s: deleted (%u objects removed from %s)", srv->ns, name,
+		            count, b.url);
+out:
+	st_bsl_close(&b);
+	json_object_put(backup);
+	json_object_put(bsl);
+}
+
+static void *worker_thread(void *arg)
+{
+	struct server *srv = arg;
+
+	for (;;) {
+		struct job j;
+
+		pthread_mutex_lock(&srv->mu);
+		while (srv->qlen == 0 && !atomic_load(&srv->stop))
+			pthread_cond_wait(&srv->cv, &srv->mu);
+		if (atomic_load(&srv->stop)) {
+			pthread_mutex_unlock(&srv->mu);
+			break;
+		}
+		j = srv->queue[0];
+		memmove(srv->queue, srv->queue + 1, (srv->qlen - 1) * sizeof(*srv->queue));
+		srv->qlen--;
+		pthread_mutex_unlock(&srv->mu);
+		if (j.kind == JOB_BACKUP)
+			job_backup(srv, j.name);
+		else if (j.kind == JOB_DELETE)
+			job_delete(srv, j.name);
+		else
+			job_orphan(srv, j.name);
+	}
+	return NULL;
+}
+
+/* ---- signals ---------------------------------------------------------------------------- */
+
+struct sig_ctx {
+	struct server *srv;
+	sigset_t set;
+};
+
+static void *signal_thread(void *arg)
+{
+	struct sig_ctx *s = arg;
+	int sig = 0;
+
+	if (sigwait(&s->set, &sig) == 0 && !atomic_load(&s->srv->stop))
+		st_log_info("received signal %d; shutting down", sig);
+	request_stop(s->srv);
+	return NULL;
+}
+
+/* ---- entry point ------------------------------------------------------------------------ */
+
+struct server_opts {
+	const char *ns;
+	const char *kubeconfig;
+	const char *context;
+	const char *credentials_file;
+	const char *lease_name;
+	const char *identity;
+	long long bsl_period_s;
+	double qps;
+	unsigned burst;
+};
+
+static int parse_number(double *out, const char *s, double min, double max)
+{
+	char *end = NULL;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return ST_EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_opts(struct server_opts *o, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "namespace", required_argument, NULL, 'n' },
+		{ "kubeconfig", required_argument, NULL, 'k' },
+		{ "context", required_argument, NULL, 'x' },
+		{ "credentials-file", required_argument, NULL, 'C' },
+		{ "lease-name", required_argument, NULL, 'L' },
+		{ "identity", required_argument, NULL, 'I' },
+		{ "bsl-sync-period", required_argument, NULL, 'p' },
+		{ "client-qps", required_argument, NULL, 'q' },
+		{ "client-burst", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	double v = 0;
+	int c;
+
+	while ((c = getopt_long(argc, argv, ":n:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			o->ns = optarg;
+			break;
+		case 'k':
+			o->kubeconfig = optarg;
+			break;
+		case 'x':
+			o->context = optarg;
+			break;
+		case 'C':
+			o->credentials_file = optarg;
+			break;
+		case 'L':
+			o->lease_name = optarg;
+			break;
+		case 'I':
+			o->identity = optarg;
+			break;
+		case 'p':
+			if (st_backup_parse_duration(&o->bsl_period_s, optarg) < 0 ||
+			    o->bsl_period_s < 1) {
+				fprintf(stderr, "stasis server: --bsl-sync-period: want a duration "
+				                "of at least 1s, e.g. 60s\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'q':
+			if (parse_number(&o->qps, optarg, 0.1, 100000) < 0) {
+				fprintf(stderr, "stasis server: --client-qps: want a number > 0\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'b':
+			if (parse_number(&v, optarg, 1, 100000) < 0) {
+				fprintf(stderr, "stasis server: --client-burst: want 1..100000\n");
+				return EXIT_USAGE;
+			}
+			o->burst = (unsigned)v;
+			break;
+		case 'h':
+			fputs(st_server_usage, stdout);
+			return 0;
+		case ':':
+			fprintf(stderr, "stasis server: option %s needs a value\n",
+			        argv[optind - 1]);
+			return EXIT_USAGE;
+		default:
+			fprintf(stderr,
+			        "stasis server: unknown option %s\nRun 'stasis server --help'.\n",
+			        argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "stasis server: unexpected argument '%s'\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	return -1;
+}
+
+static int setup(struct server *srv, const struct server_opts *o, char *identity, size_t isize)
+{
+	struct st_kube_config_options ko = ST_KUBE_CONFIG_OPTIONS_INIT;
+	struct st_kube_client_options co = ST_KUBE_CLIENT_OPTIONS_INIT;
+	struct st_kube_config cfg;
+	struct st_err err = { 0 };
+	char host[128];
+	int rc;
+
+	st_kube_config_init(&cfg);
+	ko.path = o->kubeconfig;
+	ko.context = o->context;
+	co.qps = o->qps;
+	co.burst = o->burst;
+	if ((rc = st_kube_config_load(&cfg, &ko, &err)) < 0 ||
+	    (rc = st_kube_client_new(&srv->c, &cfg, &co, &err)) < 0) {
+		st_log_err("stasis server: %s", st_err_text(&err));
+		goto out;
+	}
+	if (o->identity == NULL) {
+		if (gethostname(host, sizeof(host)) != 0)
+			(void)snprintf(host, sizeof(host), "stasis");
+		host[sizeof(host) - 1] = '\0';
+		(void)snprintf(identity, isize, "%s_%ld", host, (long)getpid());
+	} else {
+		(void)snprintf(identity, isize, "%s", o->identity);
+	}
+	srv->ns = o->ns;
+	srv->lease_name = o->lease_name;
+	srv->identity = identity;
+	srv->credentials_file = o->credentials_file;
+	srv->bsl_period_s = o->bsl_period_s;
+	if ((rc = st_kube_gvr_set(&srv->backups, "stasis.io", "v1alpha1", "backups", "Backup",
+	                          true)) < 0 ||
+	    (rc = st_kube_gvr_set(&srv->bsls, "stasis.io", "v1alpha1", "backupstoragelocations",
+	                          "BackupStorageLocation", true)) < 0 ||
+	    (rc = st_kube_gvr_set(&srv->leases, "coordination.k8s.io", "v1", "leases", "Lease",
+	                          true)) < 0)
+		goto out;
+	rc = 0;
+out:
+	st_kube_config_dispose(&cfg);
+	return rc;
+}
+
+/* Runs the threads while the Lease is held; returns when a stop was requested. */
+static void serve(struct server *srv)
+{
+	pthread_t lease, bw, bslw, worker;
+
+	(void)pthread_create(&lease, NULL, lease_thread, srv);
+	(void)pthread_create(&bw, NULL, backup_watch_thread, srv);
+	(void)pthread_create(&bslw, NULL, bsl_thread, srv);
+	(void)pthread_create(&worker, NULL, worker_thread, srv);
+	pthread_mutex_lock(&srv->mu);
+	while (!atomic_load(&srv->stop))
+		pthread_cond_wait(&srv->cv, &srv->mu);
+	pthread_mutex_unlock(&srv->mu);
+	(void)pthread_join(worker, NULL);
+	(void)pthread_join(bw, NULL);
+	(void)pthread_join(bslw, NULL);
+	(void)pthread_join(lease, NULL);
+}
+
+int st_server_main(int argc, char **argv)
+{
+	struct server_opts o = { "stasis", NULL, NULL, NULL, "stasis-controller", NULL, 60, 0, 0 };
+	struct server srv;
+	struct sig_ctx sc;
+	pthread_t sigt;
+	char identity[256];
+	int rc;
+
+	if ((rc = parse_opts(&o, argc, argv)) >= 0)
+		return rc;
+	memset(&srv, 0, sizeof(srv));
+	pthread_mutex_init(&srv.mu, NULL);
+	pthread_cond_init(&srv.cv, NULL);
+	atomic_init(&srv.stop, false);
+	atomic_init(&srv.lease_lost, false);
+	sc.srv = &srv;
+	sigemptyset(&sc.set);
+	sigaddset(&sc.set, SIGTERM);
+	sigaddset(&sc.set, SIGINT);
+	/* Every thread inherits the mask; only signal_thread receives them. */
+	pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	rc = 1;
+	if (setup(&srv, &o, identity, sizeof(identity)) < 0)
+		goto out;
+	(void)pthread_create(&sigt, NULL, signal_thread, &sc);
+	st_log_info("stasis server: namespace %s, identity %s", srv.ns, srv.identity);
+	if (acquire_lease(&srv)) {
+		serve(&srv);
+		if (!atomic_load(&srv.lease_lost))
+			release_lease(&srv);
+	}
+	/* Wake the signal thread when the stop came from elsewhere (a lost Lease). */
+	(void)pthread_kill(sigt, SIGTERM);
+	(void)pthread_join(sigt, NULL);
+	rc = atomic_load(&srv.lease_lost) ? 1 : 0;
+	st_log_info("stasis server: stopped");
+out:
+	st_kube_client_free(srv.c);
+	json_object_put(srv.bsl_gens);
+	free(srv.queue);
+	pthread_cond_destroy(&srv.cv);
+	pthread_mutex_destroy(&srv.mu);
+	return rc;
+}
