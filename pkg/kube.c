@@ -533,75 +533,107 @@ static void excerpt(char *buf, size_t size, const char *body, size_t len)
 	buf[n] = '\0';
 }
 
+/* What a failed response says, with the request's names for the message. */
+struct status_text {
+	const char *msg;    /* Status.message, or an excerpt of the body */
+	const char *reason; /* Status.reason or "" */
+	const char *dname;  /* Status.details.name or NULL */
+	bool is_status;
+	char obj[200];   /* `deployments.apps "web"` */
+	char where[160]; /* ` in namespace "test"` or "" */
+	char text[200];
+};
+
+static void status_text_init(struct status_text *t, struct json_object *st,
+                             const struct st_kube__req *req, const char *body, size_t len)
+{
+	const char *rn = req->resname ? req->resname : req->path;
+
+	t->is_status = st != NULL && json_object_is_type(st, json_type_object) &&
+	               st_json_get_str(st, "kind") != NULL &&
+	               strcmp(st_json_get_str(st, "kind"), "Status") == 0;
+	t->msg = t->is_status ? st_json_get_str(st, "message") : NULL;
+	t->reason =
+	        t->is_status && st_json_get_str(st, "reason") ? st_json_get_str(st, "reason") : "";
+	t->dname = t->is_status ? st_json_get_str(st_json_get_obj(st, "details"), "name") : NULL;
+	if (t->msg == NULL || t->msg[0] == '\0') {
+		excerpt(t->text, sizeof(t->text), body, len);
+		t->msg = t->text[0] ? t->text : "no details";
+	}
+	if (req->name != NULL && req->name[0] != '\0')
+		(void)snprintf(t->obj, sizeof(t->obj), "%s \"%s\"", rn, req->name);
+	else
+		(void)snprintf(t->obj, sizeof(t->obj), "%s", rn);
+	t->where[0] = '\0';
+	if (req->ns != NULL && req->ns[0] != '\0')
+		(void)snprintf(t->where, sizeof(t->where), " in namespace \"%s\"", req->ns);
+}
+
+/*
+ * A 404 is about the object asked for only when the Status names it (or names
+ * nothing and is not the "no such resource type" answer); a missing namespace
+ * or an unserved resource type are said as such.
+ */
+static int not_found(struct st_err *err, const struct st_kube__req *req,
+                     const struct status_text *t)
+{
+	bool named = req->name != NULL && req->name[0] != '\0';
+
+	if (t->is_status && named &&
+	    (t->dname ? strcmp(t->dname, req->name) == 0
+	              : strstr(t->msg, "could not find the requested resource") == NULL))
+		return st_err_set(err, ST_ENOTFOUND, "%s not found%s", t->obj, t->where);
+	return st_err_set(err, ST_ENOTFOUND, "%s %s%s: %s", req->method, t->obj, t->where, t->msg);
+}
+
+static int auth_error(struct st_err *err, const struct st_kube_config *cfg, long http,
+                      const struct status_text *t)
+{
+	const char *user = cfg && cfg->user ? cfg->user : "";
+
+	if (http == 401)
+		return st_err_set(
+		        err, ST_EUPSTREAM,
+		        "unauthorized: the API server at %s rejected the credentials of "
+		        "user \"%s\" (context \"%s\" in %s); the token or client certificate "
+		        "is wrong or has expired",
+		        cfg && cfg->server ? cfg->server : "?", user, ctx_name(cfg),
+		        cfg && cfg->source ? cfg->source : "the kubeconfig");
+	/* The API server's text names the authenticated user; add ours when it does not. */
+	if (strstr(t->msg, "User \"") != NULL || strstr(t->msg, "user \"") != NULL)
+		return st_err_set(err, ST_EUPSTREAM, "forbidden: %s", t->msg);
+	return st_err_set(err, ST_EUPSTREAM, "forbidden: %s (as user \"%s\" of context \"%s\")",
+	                  t->msg, user, ctx_name(cfg));
+}
+
 int st_kube__status_error(struct st_err *err, const struct st_kube_config *cfg,
                           const struct st_kube__req *req, long http, const char *body, size_t len)
 {
 	struct json_object *st = NULL;
-	const char *msg = NULL, *reason = "", *rn = req->resname ? req->resname : req->path;
-	char text[200], obj[200], where[160];
+	struct status_text t;
 	int rc;
 
-	if (st_json_parse(&st, body, len, ST_KUBE_CAP_BODY, "Status", NULL) == 0 &&
-	    json_object_is_type(st, json_type_object)) {
-		msg = st_json_get_str(st, "message");
-		reason = st_json_get_str(st, "reason") ? st_json_get_str(st, "reason") : "";
-	}
-	if (msg == NULL || msg[0] == '\0') {
-		excerpt(text, sizeof(text), body, len);
-		msg = text[0] ? text : "no details";
-	}
-	if (req->name != NULL && req->name[0] != '\0')
-		(void)snprintf(obj, sizeof(obj), "%s \"%s\"", rn, req->name);
-	else
-		(void)snprintf(obj, sizeof(obj), "%s", rn);
-	where[0] = '\0';
-	if (req->ns != NULL && req->ns[0] != '\0')
-		(void)snprintf(where, sizeof(where), " in namespace \"%s\"", req->ns);
-
-	switch (http) {
-	case 404:
-		rc = st_err_set(err, ST_ENOTFOUND, "%s not found%s", obj, where);
-		break;
-	case 409:
-		if (strcmp(reason, "AlreadyExists") == 0)
-			rc = st_err_set(err, ST_EUPSTREAM, "%s already exists%s", obj, where);
-		else
-			rc = st_err_set(err, ST_EUPSTREAM, "conflict on %s%s: %s", obj, where, msg);
-		break;
-	case 401:
-		rc = st_err_set(
-		        err, ST_EUPSTREAM,
-		        "unauthorized: the API server at %s rejected the credentials of user "
-		        "\"%s\" (context \"%s\" in %s); the token or client certificate is "
-		        "wrong or has expired",
-		        cfg && cfg->server ? cfg->server : "?", cfg && cfg->user ? cfg->user : "",
-		        ctx_name(cfg), cfg && cfg->source ? cfg->source : "the kubeconfig");
-		break;
-	case 403:
-		if (strstr(msg, "User \"") != NULL || strstr(msg, "user \"") != NULL)
-			rc = st_err_set(err, ST_EUPSTREAM, "forbidden: %s", msg);
-		else
-			rc = st_err_set(err, ST_EUPSTREAM,
-			                "forbidden: %s (as user \"%s\" of context "
-			                "\"%s\")",
-			                msg, cfg && cfg->user ? cfg->user : "", ctx_name(cfg));
-		break;
-	case 400:
-	case 422:
-		rc = st_err_set(err, ST_EINVAL, "invalid %s%s: %s", obj, where, msg);
-		break;
-	case 410:
-		rc = st_err_set(err, ST_EUPSTREAM, "%s%s: gone (%s)", obj, where, msg);
-		break;
-	case 429:
+	if (st_json_parse(&st, body, len, ST_KUBE_CAP_BODY, "Status", NULL) < 0)
+		st = NULL;
+	status_text_init(&t, st, req, body, len);
+	if (http == 404)
+		rc = not_found(err, req, &t);
+	else if (http == 401 || http == 403)
+		rc = auth_error(err, cfg, http, &t);
+	else if (http == 409 && strcmp(t.reason, "AlreadyExists") == 0)
+		rc = st_err_set(err, ST_EUPSTREAM, "%s already exists%s", t.obj, t.where);
+	else if (http == 409)
+		rc = st_err_set(err, ST_EUPSTREAM, "conflict on %s%s: %s", t.obj, t.where, t.msg);
+	else if (http == 400 || http == 422)
+		rc = st_err_set(err, ST_EINVAL, "invalid %s%s: %s", t.obj, t.where, t.msg);
+	else if (http == 410)
+		rc = st_err_set(err, ST_EUPSTREAM, "%s%s: gone (%s)", t.obj, t.where, t.msg);
+	else if (http == 429)
 		rc = st_err_set(err, ST_EUPSTREAM, "the API server is throttling requests: %s",
-		                msg);
-		break;
-	default:
+		                t.msg);
+	else
 		rc = st_err_set(err, ST_EUPSTREAM, "%s %s%s: HTTP %ld from the API server: %s",
-		                req->method, obj, where, http, msg);
-		break;
-	}
+		                req->method, t.obj, t.where, http, t.msg);
 	json_object_put(st);
 	return rc;
 }

@@ -534,8 +534,23 @@ static void test_status_messages(void **state)
 		  "{\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":\"NotFound\","
 		  "\"message\":\"deployments.apps \\\"web\\\" not found\",\"code\":404}",
 		  ST_ENOTFOUND, "deployments.apps \"web\" not found in namespace \"test\"" },
-		{ "GET", "namespaces", NULL, "gone", 404, "404 page not found", ST_ENOTFOUND,
+		{ "GET", "namespaces", NULL, "gone", 404,
+		  "{\"kind\":\"Status\",\"reason\":\"NotFound\",\"message\":\"x\"}", ST_ENOTFOUND,
 		  "namespaces \"gone\" not found" },
+		/* A path the server does not serve at all. */
+		{ "GET", "frobs.example.com", "t", "x", 404, "404 page not found", ST_ENOTFOUND,
+		  "GET frobs.example.com \"x\" in namespace \"t\": 404 page not found" },
+		{ "GET", "frobs", "t", NULL, 404,
+		  "{\"kind\":\"Status\",\"reason\":\"NotFound\",\"details\":{},\"message\":"
+		  "\"the server could not find the requested resource\"}",
+		  ST_ENOTFOUND,
+		  "GET frobs in namespace \"t\": the server could not find the requested" },
+		/* Creating in a namespace that does not exist names the namespace. */
+		{ "POST", "configmaps", "nons", "c1", 404,
+		  "{\"kind\":\"Status\",\"reason\":\"NotFound\",\"details\":{\"name\":\"nons\","
+		  "\"kind\":\"namespaces\"},\"message\":\"namespaces \\\"nons\\\" not found\"}",
+		  ST_ENOTFOUND,
+		  "POST configmaps \"c1\" in namespace \"nons\": namespaces \"nons\" not found" },
 		{ "POST", "configmaps", "test", "cm", 409,
 		  "{\"kind\":\"Status\",\"reason\":\"AlreadyExists\",\"message\":\"x\",\"code\":"
 		  "409}",
@@ -1184,6 +1199,23 @@ static void test_live_crud(void **state)
 
 	o = obj_from("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c1\","
 	             "\"labels\":{\"app\":\"x\"}},\"data\":{\"a\":\"1\"}}");
+	/* A namespace that does not exist is named as the thing not found. */
+	assert_int_equal(st_kube_create(&out, c, &cm, "no-such-ns", o, &http, &err), ST_ENOTFOUND);
+	assert_int_equal(http, 404);
+	assert_non_null(strstr(err.msg, "namespaces \"no-such-ns\" not found"));
+	st_err_clear(&err);
+	/* So is a resource type the server does not serve. */
+	{
+		struct st_kube_gvr frobs;
+
+		assert_int_equal(st_kube_gvr_set(&frobs, "", "v1", "frobs", NULL, true), 0);
+		assert_int_equal(st_kube_get(&out, c, &frobs, live_ns, "x", &http, &err),
+		                 ST_ENOTFOUND);
+		assert_int_equal(http, 404);
+		assert_non_null(strstr(err.msg, "GET frobs \"x\""));
+		assert_null(strstr(err.msg, "frobs \"x\" not found"));
+		st_err_clear(&err);
+	}
 	assert_int_equal(st_kube_create(&out, c, &cm, live_ns, o, &http, &err), 0);
 	assert_int_equal(http, 201);
 	assert_non_null(rv_of(out));
