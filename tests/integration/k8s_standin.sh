@@ -6,8 +6,11 @@
 # delete; then raw HTTP checks of Status errors (401/404/409/422), optimistic
 # concurrency, the status subresource, pagination over 250 objects, label and
 # field selectors, watches (events, timeout, 410 for an expired
-# resourceVersion), namespace and CRD deletion, client-certificate auth, the
-# state file and write hooks.
+# resourceVersion), mutating admission webhooks (patch, denial, selectors,
+# failure policies), namespace and CRD deletion, client-certificate auth, the
+# state file and write hooks. kubectl's generator commands (create namespace,
+# configmap, deployment, ... sent as protobuf) must store exactly what
+# kubectl renders with --dry-run=client.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
@@ -17,8 +20,9 @@ if ! command -v kubectl >/dev/null 2>&1; then
 fi
 
 work=$(mktemp -d /tmp/st-k8s-XXXXXX)
-standin= standin2= standin3= watcher= watcher2=
+standin= standin2= standin3= watcher= watcher2= whk=
 cleanup() {
+	stop_pid "$whk"
 	stop_pid "$watcher"
 	stop_pid "$watcher2"
 	stop_pid "$standin"
@@ -54,8 +58,57 @@ start_standin() {
 	eval "url$n=$(sed -n 's/^standin listening on //p' "$work/standin$n.out")"
 }
 
+# The webhook server (see "mutating admission webhooks" below), with a certificate for its
+# service name only, so that the stand-in must verify whk.hooks.svc, not the address it dials.
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/whk.key" \
+	-out "$work/whk.csr" -subj /CN=whk 2>/dev/null
+printf 'subjectAltName=DNS:whk.hooks.svc\n' >"$work/whk.ext"
+openssl x509 -req -in "$work/whk.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial \
+	-days 1 -extfile "$work/whk.ext" -out "$work/whk.crt" 2>/dev/null
+cat >"$work/whk.py" <<'EOF'
+import base64, json, ssl, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+log = open(sys.argv[2], "a")
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        req = review["request"]
+        log.write(json.dumps({"path": self.path, "operation": req["operation"],
+                              "kind": req["kind"]["kind"]}, separators=(",", ": ")) + "\n")
+        log.flush()
+        labels = req["object"]["metadata"].get("labels") or {}
+        resp = {"uid": req["uid"], "allowed": labels.get("deny") != "yes"}
+        if not resp["allowed"]:
+            resp["status"] = {"code": 403, "reason": "Forbidden", "message": "denied by test"}
+        else:
+            ops = [] if labels else [{"op": "add", "path": "/metadata/labels", "value": {}}]
+            ops.append({"op": "add", "path": "/metadata/labels/mutated", "value": "yes"})
+            resp["patchType"] = "JSONPatch"
+            resp["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
+        body = json.dumps({"apiVersion": review["apiVersion"], "kind": "AdmissionReview",
+                           "response": resp}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("webhook ready", flush=True)
+srv.serve_forever()
+EOF
+whport=$(free_port)
+$PY "$work/whk.py" "$whport" "$work/whk.log" "$work/whk.crt" "$work/whk.key" >"$work/whk.out" 2>&1 &
+whk=$!
+wait_for_log "$work/whk.out" "webhook ready" 10 || fail "webhook server did not start"
+
 start_standin 1 --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" --token "$token" \
-	--kubeconfig-out "$work/kubeconfig" --kubeconfig-ca "$work/ca.crt" --watch-history 200
+	--kubeconfig-out "$work/kubeconfig" --kubeconfig-ca "$work/ca.crt" --watch-history 200 \
+	--service-endpoint "hooks/whk:443=127.0.0.1:$whport"
 [ "$(wc -l <"$work/standin1.out")" -eq 1 ] || fail "more than one line on stdout"
 grep -q "^standin listening on https://127.0.0.1:[0-9]*$" "$work/standin1.out" || fail "ready line"
 [ "$(stat -c %a "$work/kubeconfig")" = 600 ] || fail "kubeconfig mode"
@@ -363,6 +416,10 @@ status(*call("POST", "/api/v1/namespaces/demo/configmaps", {"metadata": {"name":
        422, "Invalid")
 status(*call("POST", "/api/v1/namespaces/demo/configmaps",
              {"kind": "Secret", "metadata": {"name": "x"}}), 400, "BadRequest")
+status(*call("POST", "/api/v1/namespaces/demo/configmaps",
+             {"metadata": {"name": "x", "labels": {"a:b": "c"}}}), 422, "Invalid")
+status(*call("POST", "/api/v1/namespaces/demo/configmaps",
+             {"metadata": {"name": "x", "labels": {"a": 1}}}), 400, "BadRequest")
 # generateName
 names = set()
 for _ in range(3):
@@ -574,6 +631,60 @@ assert len(c.list(c.path("", "v1", "namespaces"), limit="2")) >= 5
 EOF
 k get vs -n demo snap-1 | grep -Eq '^snap-1 +true +data ' || fail "vs table: $(k get vs -n demo)"
 
+# --- mutating admission webhooks ----------------------------------------------------------------
+# A webhook server of the test's own: it labels pods mutated=yes with a JSON patch and denies pods
+# labelled deny=yes; its certificate is for the service name whk.hooks.svc only.
+k create -f - >/dev/null <<EOF || fail "create webhook configuration"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: test-hooks}
+webhooks:
+- name: pods.test.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Fail
+  timeoutSeconds: 5
+  clientConfig:
+    service: {namespace: hooks, name: whk, port: 443, path: /mutate}
+    caBundle: $(base64 -w0 "$work/ca.crt")
+  rules:
+  - {operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [pods], scope: Namespaced}
+  namespaceSelector:
+    matchExpressions:
+    - {key: kubernetes.io/metadata.name, operator: NotIn, values: [skipme]}
+EOF
+k create namespace skipme >/dev/null || fail "create namespace skipme"
+pod_yaml() { # NAME NAMESPACE [LABEL]
+	printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: %s\n' "$1" "$2"
+	[ -z "${3:-}" ] || printf '  labels: {%s}\n' "$3"
+	printf 'spec:\n  containers: [{name: c, image: busybox}]\n'
+}
+pod_yaml hooked demo "app: x" | k create -f - >/dev/null || fail "create pod hooked"
+[ "$(k get pod hooked -n demo -o jsonpath='{.metadata.labels.mutated}/{.metadata.labels.app}')" = \
+	"yes/x" ] || fail "webhook patch not applied: $(k get pod hooked -n demo -o json)"
+rc=0
+pod_yaml refused demo 'deny: "yes"' | k create -f - 2>"$work/err" >/dev/null || rc=$?
+[ $rc -ne 0 ] && grep -q 'admission webhook "pods.test.io" denied the request: denied by test' \
+	"$work/err" || fail "denial: exit $rc, $(cat "$work/err")"
+pod_yaml skipped skipme | k create -f - >/dev/null || fail "create pod skipped"
+[ -z "$(k get pod skipped -n skipme -o jsonpath='{.metadata.labels.mutated}')" ] ||
+	fail "namespaceSelector did not exclude skipme"
+printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: nohook, namespace: demo}\n' |
+	k create -f - >/dev/null || fail "configmap with a pods-only webhook"
+[ "$(grep -c '"operation": "CREATE"' "$work/whk.log")" -eq 2 ] ||
+	fail "webhook calls: $(cat "$work/whk.log")"
+stop_pid "$whk"
+whk=
+rc=0
+pod_yaml orphan demo | k create -f - 2>"$work/err" >/dev/null || rc=$?
+[ $rc -ne 0 ] && grep -q 'failed calling webhook "pods.test.io"' "$work/err" ||
+	fail "failurePolicy Fail with the webhook down: exit $rc, $(cat "$work/err")"
+k patch mutatingwebhookconfiguration test-hooks --type=json \
+	-p '[{"op":"replace","path":"/webhooks/0/failurePolicy","value":"Ignore"}]' >/dev/null ||
+	fail "patch failurePolicy"
+pod_yaml orphan demo | k create -f - >/dev/null || fail "failurePolicy Ignore with the webhook down"
+k delete mutatingwebhookconfiguration test-hooks >/dev/null || fail "delete webhook configuration"
+
 # --- namespace deletion ----------------------------------------------------------------------------
 py '
 import threading
@@ -604,7 +715,8 @@ k delete namespace demo >/dev/null || fail "kubectl delete namespace"
 rc=0
 k get namespace demo 2>/dev/null || rc=$?
 [ $rc -ne 0 ] || fail "namespace demo still there after kubectl delete"
-[ -z "$(k get pods -A -o name)" ] || fail "pods left after the namespace deletion"
+[ -z "$(k get pods -n demo -o name)" ] || fail "pods left after the namespace deletion"
+[ "$(k get pods -A -o name)" = pod/skipped ] || fail "pods of other namespaces: $(k get pods -A)"
 
 # --- CRD deletion ------------------------------------------------------------------------------------
 k delete crd widgets.example.com >/dev/null || fail "kubectl delete crd"

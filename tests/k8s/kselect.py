@@ -48,6 +48,14 @@ def _check_value(value):
         raise SelectorError("invalid label value: \"%s\"" % value)
 
 
+def valid_key(key):
+    return 0 < len(key) <= 316 and bool(_KEY.match(key))
+
+
+def valid_value(value):
+    return len(value) <= 63 and bool(_VALUE.match(value))
+
+
 def parse_labels(text):
     """Returns a list of (key, op, values) requirements; op in
     'in', 'notin', 'exists', '!exists', '=', '!='."""

@@ -284,6 +284,7 @@ class Store:
         md = obj.setdefault("metadata", {})
         if not isinstance(md, dict):
             raise bad_request("metadata must be an object")
+        self._check_maps(rt, md)
         if rt.namespaced:
             if md.get("namespace") and md["namespace"] != ns:
                 raise bad_request("the namespace of the provided object does not match the "
@@ -296,6 +297,29 @@ class Store:
                 raise bad_request("the name of the object (%s) does not match the name on the "
                                   "URL (%s)" % (md["name"], name))
             md["name"] = name
+
+    def _check_maps(self, rt, md):
+        causes = []
+        for field in ("labels", "annotations"):
+            m = md.get(field)
+            if m is None:
+                continue
+            if not isinstance(m, dict) or not all(isinstance(v, str) or v is None
+                                                  for v in m.values()):
+                raise bad_request("metadata.%s must map strings to strings" % field)
+            for k in list(m):
+                if m[k] is None:  # as Go decodes null into a map[string]string
+                    m[k] = ""
+                if not kselect.valid_key(k):
+                    causes.append(("metadata.%s" % field, "Invalid value: \"%s\": name part "
+                                   "must consist of alphanumeric characters, '-', '_' or '.'"
+                                   % k))
+                elif field == "labels" and not kselect.valid_value(m[k]):
+                    causes.append(("metadata.labels", "Invalid value: \"%s\": a valid label "
+                                   "must be an empty string or consist of alphanumeric "
+                                   "characters, '-', '_' or '.'" % m[k]))
+        if causes:
+            raise invalid(rt, md.get("name") or md.get("generateName") or "", causes)
 
     def _require_namespace(self, rt, ns):
         if not rt.namespaced:

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import kadmit  # noqa: E402
 import kproto  # noqa: E402
 import kresources  # noqa: E402
 import kselect  # noqa: E402
@@ -418,7 +419,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise APIError(405, "MethodNotAllowed", "the server does not allow this method "
                                "on the requested resource")
             stats.add("create", rt.qualified)
-            obj = store.create(rt, ns or "", self.parse_body(raw), self.dry_run())
+            body = self.admit(rt, ns, "CREATE", self.parse_body(raw), None)
+            obj = store.create(rt, ns or "", body, self.dry_run())
             return self.reply_object(201, rt, obj)
         if method == "PUT":
             if name is None:
@@ -428,6 +430,8 @@ class Handler(BaseHTTPRequestHandler):
             body = self.parse_body(raw)
             if sub == "scale":
                 return self.put_scale(rt, ns, name, body)
+            if sub is None:
+                body = self.admit(rt, ns, "UPDATE", body, store.get(rt, ns, name))
             obj = store.update(rt, ns, name, body, sub if sub != "finalize" else None,
                                self.dry_run())
             return self.reply_object(200, rt, obj)
@@ -478,6 +482,15 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply_object(202 if pending else 200, rt, obj)
         raise APIError(405, "MethodNotAllowed", "the server does not allow this method on the "
                        "requested resource")
+
+    def admit(self, rt, ns, operation, body, old):
+        """Runs the mutating admission webhooks over a create or update body."""
+        if rt.key[0] == "admissionregistration.k8s.io" or not isinstance(body, dict):
+            return body
+        md = body.setdefault("metadata", {})
+        if rt.namespaced and isinstance(md, dict) and not md.get("namespace"):
+            md["namespace"] = ns
+        return self.server.admission.mutate(rt, ns, operation, body, old, self.dry_run())
 
     # --- scale subresource -------------------------------------------------------------------
     def scale_of(self, obj):
@@ -685,6 +698,9 @@ def parse_args(argv):
     p.add_argument("--on-create", action="append", default=[], metavar="RESOURCE=CMD")
     p.add_argument("--on-update", action="append", default=[], metavar="RESOURCE=CMD")
     p.add_argument("--on-delete", action="append", default=[], metavar="RESOURCE=CMD")
+    p.add_argument("--service-endpoint", action="append", default=[],
+                   metavar="NS/NAME:PORT=HOST:PORT",
+                   help="where webhook service references are reached")
     p.add_argument("--access-log", help="append one line per request: METHOD PATH CODE")
     p.add_argument("--verbose", action="store_true")
     opts = p.parse_args(argv)
@@ -706,6 +722,11 @@ def main(argv):
     srv.store = store
     srv.stats = Stats()
     srv.watch_stops = set()
+    try:
+        srv.admission = kadmit.Admission(store, opts.service_endpoint)
+    except ValueError as e:
+        log(str(e))
+        return 2
     srv.access_log = open(opts.access_log, "a") if opts.access_log else None
     port = srv.server_address[1]
     srv.hostport = "%s:%d" % (opts.addr, port)
