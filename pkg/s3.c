@@ -580,10 +580,12 @@ static CURLcode perform(CURL *h, const struct st_s3_client *c, const struct req 
 		hl = add_hdr(hl, &oom, r->h[i].name, r->h[i].value);
 	for (i = 0; i < s.n_add; i++)
 		hl = add_hdr(hl, &oom, s.add[i].name, s.add[i].value);
-	/* No 100-continue round trip; libcurl's default Accept and Content-Type are not wanted. */
+	/* No 100-continue round trip: errors come back after the body, which is bounded. */
 	hl = curl_slist_append(hl, "Expect:");
-	if (oom || hl == NULL)
+	if (oom || hl == NULL) {
+		(void)st_err_set(err, ST_ENOMEM, "s3: out of memory building request headers");
 		goto out;
+	}
 	curl_easy_reset(h);
 	set_transport(h, c);
 	(void)curl_easy_setopt(h, CURLOPT_URL, st_buf_cstr(&url));
