@@ -548,10 +548,28 @@ static char *first_kubeconfig(const char *env)
 	return n > 0 ? st_xstrndup(env, n) : NULL;
 }
 
+/* ~/.kube/config when it exists, as a heap string; NULL otherwise. */
+static char *home_kubeconfig(void)
+{
+	const char *home = getenv("HOME");
+	size_t n;
+	char *path;
+
+	if (home == NULL || home[0] == '\0')
+		return NULL;
+	n = strlen(home) + sizeof("/.kube/config");
+	path = st_xmalloc(n);
+	(void)snprintf(path, n, "%s/.kube/config", home);
+	if (access(path, F_OK) == 0)
+		return path;
+	free(path);
+	return NULL;
+}
+
 int st_kube_config_load(struct st_kube_config *cfg, const struct st_kube_config_options *opts,
                         struct st_err *err)
 {
-	const char *home = getenv("HOME");
+	const char *host = getenv("KUBERNETES_SERVICE_HOST");
 	char *path = NULL;
 	int rc = ST_EINTERNAL;
 
@@ -559,21 +577,19 @@ int st_kube_config_load(struct st_kube_config *cfg, const struct st_kube_config_
 		path = st_xstrdup(opts->path);
 	if (path == NULL)
 		path = first_kubeconfig(getenv("KUBECONFIG"));
-	if (path == NULL && home != NULL && home[0] != '\0') {
-		size_t n = strlen(home) + sizeof("/.kube/config");
-
-		path = st_xmalloc(n);
-		(void)snprintf(path, n, "%s/.kube/config", home);
-		if (access(path, F_OK) != 0 && getenv("KUBERNETES_SERVICE_HOST") != NULL) {
-			free(path);
-			path = NULL;
-		}
-	}
-	if (path == NULL) {
-		rc = st_kube_config_incluster(cfg, opts ? opts->incluster_dir : NULL, err);
+	if (path == NULL)
+		path = home_kubeconfig();
+	if (path == NULL && (host == NULL || host[0] == '\0')) {
+		rc = st_err_set(
+		        err, ST_ENOTFOUND,
+		        "no Kubernetes configuration: no --kubeconfig, $KUBECONFIG is unset, "
+		        "~/.kube/config does not exist and KUBERNETES_SERVICE_HOST is not set");
 		goto out;
 	}
-	rc = st_kube_config_load_file(cfg, path, opts ? opts->context : NULL, err);
+	if (path == NULL)
+		rc = st_kube_config_incluster(cfg, opts ? opts->incluster_dir : NULL, err);
+	else
+		rc = st_kube_config_load_file(cfg, path, opts ? opts->context : NULL, err);
 out:
 	free(path);
 	return rc;

@@ -357,6 +357,31 @@ static void test_config_env(void **state)
 	assert_int_equal(st_kube_config_load(&cfg, &o, &err), 0);
 	assert_string_equal(cfg.server, "https://home:1");
 	st_kube_config_dispose(&cfg);
+
+	/* Nothing anywhere: one message lists every place that was tried. */
+	(void)snprintf(env, sizeof(env), "%s/empty-home", tmpdir);
+	assert_int_equal(setenv("HOME", env, 1), 0);
+	(void)unsetenv("KUBERNETES_SERVICE_HOST");
+	st_kube_config_init(&cfg);
+	assert_int_equal(st_kube_config_load(&cfg, &o, &err), ST_ENOTFOUND);
+	assert_non_null(strstr(err.msg, "no Kubernetes configuration"));
+	assert_non_null(strstr(err.msg, "KUBERNETES_SERVICE_HOST"));
+	st_err_clear(&err);
+
+	/* ... and in a pod, the service account. */
+	(void)snprintf(env, sizeof(env), "%s/sa2", tmpdir);
+	assert_int_equal(mkdir(env, 0700), 0);
+	write_file("sa2/token", "pod-token");
+	write_file("sa2/ca.crt", PEM_CA);
+	assert_int_equal(setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1", 1), 0);
+	assert_int_equal(setenv("KUBERNETES_SERVICE_PORT", "6443", 1), 0);
+	o.incluster_dir = env;
+	assert_int_equal(st_kube_config_load(&cfg, &o, &err), 0);
+	assert_string_equal(cfg.server, "https://10.0.0.1:6443");
+	assert_string_equal(cfg.token, "pod-token");
+	st_kube_config_dispose(&cfg);
+	(void)unsetenv("KUBERNETES_SERVICE_HOST");
+	(void)unsetenv("KUBERNETES_SERVICE_PORT");
 	if (saved_home != NULL)
 		assert_int_equal(setenv("HOME", saved_home, 1), 0);
 	free(saved_home);
