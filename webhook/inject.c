@@ -1,5 +1,6 @@
 #include "webhook/inject.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +281,18 @@ static struct json_object *env_var(const char *name, const char *value, const ch
 	return e;
 }
 
+/* Appends NULL-terminated string arguments to a JSON array. */
+static void add_args(struct json_object *arr, ...)
+{
+	va_list ap;
+	const char *a;
+
+	va_start(ap, arr);
+	while ((a = va_arg(ap, const char *)) != NULL)
+		json_object_array_add(arr, json_object_new_string(a));
+	va_end(ap);
+}
+
 static struct json_object *freezer_container(const struct plan *p,
                                              const struct st_webhook_config *cfg)
 {
@@ -295,13 +308,21 @@ static struct json_object *freezer_container(const struct plan *p,
 	struct json_object *ports = json_object_new_array();
 	struct st_buf paths = ST_BUF_INIT(ST_CAP_PATCH);
 	char timeout[32];
-	char listen[32];
+	char port_text[16];
 
 	st_json_add_str(c, "name", ST_FREEZER_NAME);
 	st_json_add_str(c, "image", cfg->image);
 	st_json_add_str(c, "imagePullPolicy", cfg->image_pull_policy);
-	json_object_array_add(cmd, json_object_new_string(cfg->agent_path));
-	json_object_array_add(cmd, json_object_new_string("serve"));
+	st_duration_format(timeout, sizeof(timeout), p->freeze_timeout_ms);
+	(void)snprintf(port_text, sizeof(port_text), "%lld", cfg->agent_port);
+	add_args(cmd, cfg->agent_path, "serve", "--volumes-dir", ST_VOLUME_ROOT_DIR,
+	         "--default-deadline", timeout, NULL);
+	/* The HTTPS control API needs the agent's certificate; without it only the
+	 * Unix socket (Velero exec hooks) is served. */
+	if (cfg->agent_tls_secret != NULL)
+		add_args(cmd, "--listen", "0.0.0.0", "--port", port_text, "--cert",
+		         ST_AGENT_TLS_DIR "/tls.crt", "--key", ST_AGENT_TLS_DIR "/tls.key",
+		         "--client-ca", ST_AGENT_TLS_DIR "/ca.crt", NULL);
 	json_object_object_add(c, "command", cmd);
 	for (size_t i = 0; i < p->nvolumes; i++) {
 		struct json_object *m = json_object_new_object();
@@ -317,21 +338,15 @@ static struct json_object *freezer_container(const struct plan *p,
 		struct json_object *m = json_object_new_object();
 
 		st_json_add_str(m, "name", "stasis-agent-tls");
-		st_json_add_str(m, "mountPath", "/etc/stasis/agent-tls");
+		st_json_add_str(m, "mountPath", ST_AGENT_TLS_DIR);
 		json_object_object_add(m, "readOnly", json_object_new_boolean(1));
 		json_object_array_add(mounts, m);
 	}
 	json_object_object_add(c, "volumeMounts", mounts);
-	st_duration_format(timeout, sizeof(timeout), p->freeze_timeout_ms);
-	(void)snprintf(listen, sizeof(listen), "0.0.0.0:%lld", cfg->agent_port);
 	json_object_array_add(env, env_var("STASIS_POD_NAME", NULL, "metadata.name"));
 	json_object_array_add(env, env_var("STASIS_POD_NAMESPACE", NULL, "metadata.namespace"));
 	json_object_array_add(env, env_var("STASIS_VOLUMES", st_buf_cstr(&paths), NULL));
 	json_object_array_add(env, env_var("STASIS_FREEZE_TIMEOUT", timeout, NULL));
-	json_object_array_add(env, env_var("STASIS_AGENT_LISTEN", listen, NULL));
-	if (cfg->agent_tls_secret != NULL)
-		json_object_array_add(
-		        env, env_var("STASIS_AGENT_TLS_DIR", "/etc/stasis/agent-tls", NULL));
 	json_object_object_add(c, "env", env);
 	st_json_add_str(port, "name", "stasis-agent");
 	json_object_object_add(port, "containerPort", json_object_new_int64(cfg->agent_port));

@@ -26,6 +26,8 @@
 #define ST_ANN_AGENT_PORT     "stasis.io/agent-port"
 #define ST_FREEZER_NAME       "stasis-freezer"
 #define ST_VOLUME_ROOT        "/stasis/volumes/"
+#define ST_VOLUME_ROOT_DIR    "/stasis/volumes"
+#define ST_AGENT_TLS_DIR      "/etc/stasis/agent-tls"
 #define ST_INJECT_VERSION     "v1"
 
 enum st_inject_outcome {

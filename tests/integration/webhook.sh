@@ -38,6 +38,42 @@ $PY "$STASIS_ROOT/tests/integration/lib/webhook_check.py" \
 	--url "https://127.0.0.1:$port" --ca "$work/ca.crt" --shared "$STASIS_SHARED" \
 	--work "$work" --log "$work/webhook.log"
 
+# The injected command line must be one the real stasis-agent accepts: run it
+# with the pod's volume root pointed at a temporary directory.
+$PY - "https://127.0.0.1:$port" "$work/ca.crt" >"$work/cmd.json" <<'PY'
+import base64, json, ssl, sys, urllib.request
+url, ca = sys.argv[1], sys.argv[2]
+pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "annotations": {"stasis.io/freeze": "true"}},
+       "spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}],
+                "containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]}}
+rv = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+      "request": {"uid": "cmd", "operation": "CREATE", "namespace": "x", "object": pod}}
+req = urllib.request.Request(url + "/mutate/pods", json.dumps(rv).encode(), {"Content-Type": "application/json"})
+resp = json.load(urllib.request.urlopen(req, context=ssl.create_default_context(cafile=ca)))["response"]
+ops = json.loads(base64.b64decode(resp["patch"]))
+print(json.dumps([op for op in ops if op["path"] == "/spec/containers/-"][0]["value"]["command"]))
+PY
+if [ -x "$STASIS_BIN/stasis-agent" ]; then
+	mkdir -p "$work/volroot/data" "$work/agent-state"
+	mapfile -t args < <($PY -c 'import json,sys; c=json.load(open(sys.argv[1])); print("\n".join(c[1:]))' "$work/cmd.json")
+	args=("${args[@]//\/stasis\/volumes/$work/volroot}")
+	STASIS_STATE_DIR=$work/agent-state "$STASIS_BIN/stasis-agent" "${args[@]}" >"$work/agent.log" 2>&1 &
+	apid=$!
+	for _ in $(seq 50); do [ -S "$work/agent-state/agent.sock" ] && break; sleep 0.1; done
+	if ! kill -0 "$apid" 2>/dev/null || [ ! -S "$work/agent-state/agent.sock" ]; then
+		echo "FAIL: stasis-agent did not start with the injected command ${args[*]}" >&2
+		cat "$work/agent.log" >&2
+		exit 1
+	fi
+	STASIS_STATE_DIR=$work/agent-state "$STASIS_BIN/stasis-agent" status >"$work/agent-status.json"
+	grep -q "volroot/data" "$work/agent-status.json" ||
+		{ echo "FAIL: the agent does not list the injected volume" >&2; cat "$work/agent-status.json" >&2; exit 1; }
+	stop_pid "$apid"
+else
+	echo "FAIL: $STASIS_BIN/stasis-agent is not built" >&2
+	exit 1
+fi
+
 # Graceful shutdown: SIGTERM ends the process cleanly and promptly.
 kill -TERM "$pid"
 for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -123,7 +123,23 @@ static void test_opt_in_annotation(void **state)
 	        st_json_get_str(json_object_array_get_idx(st_json_get_arr(c, "volumeMounts"), 0),
 	                        "mountPath"),
 	        "/stasis/volumes/data");
+	assert_string_equal(st_json_to_string(st_json_get(c, "command"), NULL),
+	                    "[\"/stasis-agent\",\"serve\",\"--volumes-dir\",\"/stasis/volumes\","
+	                    "\"--default-deadline\",\"30s\"]");
 	assert_int_equal(r.res.nwarnings, 0);
+	run_dispose(&r);
+	/* With the agent's TLS Secret: HTTPS flags, the Secret volume and its mount. */
+	cfg.agent_tls_secret = st_xstrdup("agent-tls");
+	run_review(&r, &cfg, review);
+	c = container(r.pod, "containers", "stasis-freezer");
+	assert_non_null(strstr(st_json_to_string(st_json_get(c, "command"), NULL),
+	                       "\"--port\",\"9443\",\"--cert\",\"/etc/stasis/agent-tls/tls.crt\","
+	                       "\"--key\",\"/etc/stasis/agent-tls/tls.key\",\"--client-ca\","
+	                       "\"/etc/stasis/agent-tls/ca.crt\""));
+	assert_non_null(strstr(
+	        st_json_to_string(st_json_get(st_json_get_obj(r.pod, "spec"), "volumes"), NULL),
+	        "{\"name\":\"stasis-agent-tls\",\"secret\":{\"secretName\":"
+	        "\"agent-tls\"}}"));
 	run_dispose(&r);
 	st_webhook_config_dispose(&cfg);
 }
