@@ -11,7 +11,7 @@ build_pkgs=(
 )
 test_pkgs=(
 	curl python3-jsonpatch python3-yaml xfsprogs btrfs-progs e2fsprogs util-linux
-	postgresql-15 postgresql-contrib kubectl openssl
+	postgresql-15 postgresql-contrib kubectl openssl jq attr
 	ceph-mon ceph-osd radosgw ceph-common
 )
 bench_pkgs=(wrk hyperfine golang-1.19-go restic)
