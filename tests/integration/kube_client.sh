@@ -76,6 +76,23 @@ cat "$work/out"
 ! grep -q "SKIPPED" "$work/out" || fail "a live test was skipped"
 grep -q "PASSED.*25 test" "$work/out" || fail "not every test passed"
 
+# kubectl, an independent client, sees what ours wrote.
+ns=$(sed -n 's/.*test namespace \(kube-test-[0-9]*\).*/\1/p' "$work/out" | head -1)
+[ -n "$ns" ] || fail "the test namespace was not reported"
+if command -v kubectl >/dev/null 2>&1; then
+	kc() { timeout 60 kubectl --kubeconfig "$STASIS_KUBECONFIG" "$@"; }
+	n=$(kc get configmaps -n "$ns" -l set=pages -o name | wc -l)
+	[ "$n" -eq 300 ] || fail "kubectl sees $n of the 300 paginated configmaps"
+	n=$(kc get configmaps -n "$ns" -l 'tier in (a)' -o name | wc -l)
+	[ "$n" -eq 100 ] || fail "kubectl sees $n configmaps with tier=a, not 100"
+	kc get configmap w-churn -n "$ns" -o jsonpath='{.metadata.name}' | grep -qx w-churn ||
+		fail "kubectl does not see w-churn"
+	! kc get configmap c1 -n "$ns" >/dev/null 2>&1 || fail "the deleted c1 is still there"
+	echo "kubectl agrees: 300 paginated configmaps, 100 with tier=a, w-churn present, c1 gone"
+else
+	echo "kubectl not installed; objects not cross-checked"
+fi
+
 # The token is a secret: it must not appear in anything the client printed.
 ! grep -q "$token" "$work/out" || fail "the bearer token was printed"
 echo "kube client: all live tests passed against the stand-in"

@@ -1112,6 +1112,8 @@ static void ensure_namespace(struct st_kube_client *c)
 	assert_int_equal(http, 201);
 	json_object_put(o);
 	json_object_put(out);
+	/* kube_client.sh reads this line to check the objects with kubectl afterwards. */
+	printf("[  INFO    ] test namespace %s\n", live_ns);
 }
 
 static void test_live_discovery(void **state)
