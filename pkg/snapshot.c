@@ -308,8 +308,9 @@ static int cut_frozen(struct st_snapshot *snap, const struct st_snapshot_ops *op
 		                "the freeze deadline (%llds) passed during the cut; the "
 		                "watchdog thawed the volume, so the snapshot is not consistent",
 		                (long long)opts->timeout_s);
-	if (rc == 0 && (rc = st_freeze_watchdog_disarm(w, 1, err)) < 0)
-		goto out;
+	/* Thawed by us (or by the watchdog): nothing is left for the watchdog to do. */
+	if (trc == 0 && st_freeze_watchdog_disarm(w, 1, err) < 0 && rc == 0)
+		rc = ST_EIO;
 out:
 	st_freeze_set_free(set);
 	st_freeze_watchdog_free(w);
