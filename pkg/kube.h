@@ -151,7 +151,11 @@ int st_kube_client_new(struct st_kube_client **out, const struct st_kube_config 
                        struct st_err *err) ST_WARN_UNUSED;
 void st_kube_client_free(struct st_kube_client *c);
 
-/* The client's copy of the configuration (borrowed). */
+/*
+ * The client's copy of the configuration (borrowed, valid until the client is
+ * freed). Its token is replaced when it comes from a token file, so read the
+ * token only while no request is in flight.
+ */
 const struct st_kube_config *st_kube_client_config(const struct st_kube_client *c);
 /* Snapshot of the request counters; thread-safe. */
 void st_kube_client_stats(struct st_kube_stats *out, struct st_kube_client *c);

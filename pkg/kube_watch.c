@@ -284,6 +284,12 @@ out:
 	return rc;
 }
 
+static int too_big(struct watch *w, int rc)
+{
+	return st_err_set(&w->server_err, rc, "a watch event on %s is larger than %u bytes",
+	                  w->gvr->resource, ST_KUBE_CAP_EVENT);
+}
+
 static int on_stream(const char *data, size_t n, void *payload)
 {
 	struct watch *w = payload;
@@ -294,14 +300,15 @@ static int on_stream(const char *data, size_t n, void *payload)
 		if (data[i] != '\n')
 			continue;
 		if ((rc = st_buf_put(&w->line, data + start, i - start)) < 0)
-			return rc;
+			return too_big(w, rc);
 		rc = on_event(w, w->line.ptr ? w->line.ptr : "", w->line.len);
 		st_buf_clear(&w->line);
 		if (rc < 0)
 			return rc;
 		start = i + 1;
 	}
-	return st_buf_put(&w->line, data + start, n - start);
+	rc = st_buf_put(&w->line, data + start, n - start);
+	return rc < 0 ? too_big(w, rc) : rc;
 }
 
 static int relist_item(struct json_object *item, void *payload)
