@@ -345,6 +345,21 @@ k get wdg gear -n demo | grep -Eq '^gear +9 +Spinning$' || fail "status column: 
 k scale deployment web -n demo --replicas=3 >/dev/null || fail "kubectl scale"
 [ "$(k get deploy web -n demo -o jsonpath='{.spec.replicas}')" = 3 ] || fail "scale"
 
+# --- kubectl apply: strategic merge keeps fields others set on list items --------------------------
+sed 's/nginx:1.27/nginx:1.28/' "$work/objs.yaml" >"$work/objs2.yaml"
+k apply -f "$work/objs.yaml" >/dev/null 2>&1 || fail "kubectl apply over created objects"
+k patch deployment web -n demo --type=json -p \
+	'[{"op":"add","path":"/spec/template/spec/containers/0/workingDir","value":"/srv"}]' \
+	>/dev/null || fail "json patch of a container"
+k apply -f "$work/objs2.yaml" >/dev/null 2>&1 || fail "kubectl apply with a new image"
+[ "$(k get deploy web -n demo -o jsonpath='{.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].workingDir} {.spec.template.spec.containers[*].name}')" = \
+	"nginx:1.28 /srv nginx" ] || fail "apply lost fields: $(k get deploy web -n demo -o json)"
+k apply --server-side --force-conflicts -f "$work/objs2.yaml" >/dev/null ||
+	fail "kubectl apply --server-side"
+rc=0
+k patch widget gear -n demo --type=strategic -p '{"spec":{"size":8}}' 2>"$work/err" >/dev/null || rc=$?
+[ $rc -ne 0 ] && grep -q "unknown format" "$work/err" || fail "strategic patch of a custom resource"
+
 # --- kubectl: get --watch -----------------------------------------------------------------------------
 k get configmaps -n demo --watch -o json --output-watch-events >"$work/watch.json" 2>"$work/watch.err" &
 watcher=$!

@@ -1,7 +1,12 @@
 """PATCH bodies the API server accepts: JSON merge patch (RFC 7386), strategic
-merge patch handled as a merge patch (maps merge, lists are replaced, the
-$patch/$retainKeys/$setElementOrder/$deleteFromPrimitiveList directives are
-honoured where they make sense for maps) and JSON patch (RFC 6902)."""
+merge patch and JSON patch (RFC 6902).
+
+The strategic merge patch knows the merge keys of the built-in types' lists by
+field name (containers and volumes by name, volumeMounts by mountPath, ports
+by containerPort or port, ...): such lists merge item by item (an item with
+"$patch": "delete" is removed, $setElementOrder orders the result), finalizers
+merge as a set, other lists are replaced. $patch: replace|delete on maps,
+$retainKeys and $deleteFromPrimitiveList are honoured."""
 
 import copy
 
@@ -21,6 +26,50 @@ def merge_patch(target, patch):
             out.pop(key, None)
         else:
             out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+MERGE_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name",
+              "volumes": "name", "env": "name", "volumeMounts": "mountPath",
+              "volumeDevices": "devicePath", "imagePullSecrets": "name", "conditions": "type",
+              "ownerReferences": "uid", "hostAliases": "ip", "resourceClaims": "name",
+              "subsets": None, "ports": ("containerPort", "port")}
+SET_LISTS = {"finalizers"}
+
+
+def _merge_key(field, items):
+    key = MERGE_KEYS.get(field)
+    if isinstance(key, tuple):
+        for k in key:
+            if all(isinstance(i, dict) and k in i for i in items):
+                return k
+        return None
+    return key
+
+
+def _merge_list(field, target, patch, order):
+    if field in SET_LISTS and all(not isinstance(x, (dict, list)) for x in patch):
+        out = list(target) if isinstance(target, list) else []
+        return out + [x for x in patch if x not in out]
+    if not isinstance(target, list) or not all(isinstance(i, dict) for i in patch + target):
+        return copy.deepcopy(patch)
+    key = _merge_key(field, patch + target)
+    if key is None:
+        return copy.deepcopy(patch)
+    out = [copy.deepcopy(i) for i in target]
+    for item in patch:
+        idx = next((n for n, cur in enumerate(out) if cur.get(key) == item.get(key)), None)
+        if item.get("$patch") == "delete":
+            if idx is not None:
+                del out[idx]
+            continue
+        if idx is None:
+            out.append(strategic_merge_patch({}, item))
+        else:
+            out[idx] = strategic_merge_patch(out[idx], item)
+    if isinstance(order, list):
+        rank = {o.get(key) if isinstance(o, dict) else o: n for n, o in enumerate(order)}
+        out.sort(key=lambda i: rank.get(i.get(key), len(rank)))
     return out
 
 
@@ -46,6 +95,9 @@ def strategic_merge_patch(target, patch):
             continue
         if value is None:
             out.pop(key, None)
+            continue
+        if isinstance(value, list):
+            out[key] = _merge_list(key, out.get(key), value, patch.get("$setElementOrder/" + key))
             continue
         merged = strategic_merge_patch(out.get(key), value)
         if merged is None:

@@ -28,6 +28,8 @@ PATH_NAMED = {("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.i
 UNCONDITIONAL_GROUPS = {"", "apps", "batch", "storage.k8s.io", "coordination.k8s.io",
                         "rbac.authorization.k8s.io", "admissionregistration.k8s.io",
                         "apiextensions.k8s.io"}
+# Groups served by CRDs on a real cluster: no strategic merge patch for them.
+CRD_GROUPS = {"stasis.io", "snapshot.storage.k8s.io"}
 SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -503,6 +505,12 @@ class Store:
                 if ptype == "json":
                     new = kpatch.json_patch(cur, body)
                 elif ptype == "strategic":
+                    if rt.crd is not None or rt.group in CRD_GROUPS:
+                        raise APIError(415, "UnsupportedMediaType", "the body of the request "
+                                       "was in an unknown format - accepted media types "
+                                       "include: application/json-patch+json, "
+                                       "application/merge-patch+json, "
+                                       "application/apply-patch+yaml")
                     new = kpatch.strategic_merge_patch(cur, body)
                 else:
                     if not isinstance(body, dict):
