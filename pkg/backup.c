@@ -64,6 +64,7 @@ struct engine {
 	unsigned total;
 	unsigned done;
 	long long now;
+	long long start_ms; /* monotonic, for the duration in the last log line */
 	bool cancelled;
 	char fatal[ST_ERR_MSG_SIZE]; /* first fatal failure; "" when none */
 };
@@ -303,6 +304,14 @@ static void note(struct engine *e, bool is_error, const char *fmt, ...)
 	else
 		e->warnings++;
 	blog(e, is_error ? "error" : "warning", "%s", msg);
+}
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void set_fatal(struct engine *e, const char *what, const struct st_err *err)
@@ -857,11 +866,13 @@ static void upload_trailer(struct engine *e, const char *phase, const char *reas
 	size_t len = 0;
 
 	set_status(e, phase, reason);
-	blog(e, phase[0] == 'C' ? "info" : "error",
-	     "backup %s: %u of %u objects, %u errors, %u "
-	     "warnings%s%s",
-	     phase, e->done, e->total, e->errors, e->warnings, reason && reason[0] ? "; " : "",
-	     reason ? reason : "");
+	blog(e,
+	     phase[0] == 'C'   ? "info"
+	     : phase[0] == 'P' ? "warning"
+	                       : "error",
+	     "backup %s in %lld ms: %u of %u objects, %u errors, %u warnings%s%s", phase,
+	     mono_ms() - e->start_ms, e->done, e->total, e->errors, e->warnings,
+	     reason && reason[0] ? "; " : "", reason ? reason : "");
 	if (e->log_dropped > 0 &&
 	    st_buf_printf(&e->log, "(%u further log lines dropped)\n", e->log_dropped) < 0)
 		st_log_warn("backup %s/%s: %u log lines were not kept", e->bns, e->name,
@@ -986,6 +997,7 @@ int st_backup_run(struct st_backup_result *res, struct st_kube_client *c, struct
 	e.backup = backup;
 	e.opts = opts ? opts : &dflt;
 	e.now = e.opts->now ? e.opts->now : (long long)time(NULL);
+	e.start_ms = mono_ms();
 	e.spec = st_json_get_obj(backup, "spec");
 	e.namespaces = json_object_new_object();
 	e.pv_names = json_object_new_object();
