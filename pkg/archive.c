@@ -1000,7 +1000,7 @@ static int drain(struct st_archive_reader *r, struct st_err *err)
 int st_archive_reader_next(const struct st_archive_entry **entry_out, struct st_archive_reader *r,
                            struct st_err *err)
 {
-	uint64_t off = 0, size = 0;
+	uint64_t start, off = 0, size = 0;
 	bool eof = false, known = false;
 	int rc;
 
@@ -1013,6 +1013,7 @@ int st_archive_reader_next(const struct st_archive_entry **entry_out, struct st_
 		return rc;
 	r->remain = r->pad = 0;
 	r->ent.name = NULL;
+	start = r->pos;
 	for (;;) {
 		off = r->pos;
 		if ((rc = pull(r, r->hdr, BLOCK, &eof, err)) < 0)
@@ -1044,7 +1045,7 @@ int st_archive_reader_next(const struct st_archive_entry **entry_out, struct st_
 	if (r->x_has_size)
 		size = r->x_size;
 	r->ent.type = type_of((char)r->hdr[H_TYPE], &known);
-	rc = decode_header(r, off, size, known, err);
+	rc = decode_header(r, start, size, known, err);
 	clear_overrides(r);
 	if (rc < 0)
 		return rc;

@@ -100,6 +100,9 @@ static int parse_element(uint64_t *bits, const struct field *f, const char *s, s
 			                  f->name, (int)n, s);
 		if (dash == NULL && slash == NULL)
 			hi = lo;
+		/* "FRI-SUN" (5-0) means Friday to Sunday: Sunday closes a week too. */
+		if (f == &fields[F_WDAY] && dash != NULL && hi == 0 && lo > 0)
+			hi = 7;
 		if (lo < f->min || hi > f->max || lo > f->max)
 			return st_err_set(err, ST_EINVAL, "%s: \"%.*s\" is out of range %u-%u",
 			                  f->name, (int)n, s, f->min, f->max);

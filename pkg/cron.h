@@ -7,7 +7,8 @@
  * Fields take `*`, lists `1,5,9`, ranges `1-5`, steps on a star, a range
  * or a start (`1-30/2`, `5/15` = 5-max/15, and a star then `/15`), month
  * names JAN-DEC and day names SUN-SAT in any case; day-of-week 0 and 7
- * are both Sunday and `?` means `*` in the two day fields. Parsing
+ * are both Sunday (so FRI-SUN works) and `?` means `*` in the two day
+ * fields. Parsing
  * compiles the fields into bit sets and rejects expressions that can never
  * fire ("0 0 30 2 *"). @every takes whole seconds, at least one.
  *

@@ -84,6 +84,10 @@ static const struct hand_case hand_cases[] = {
 	{ "0 0 * * 7", { 2026, 1, 1, 0, 0 }, { 2026, 1, 4, 0, 0 } },
 	{ "0 0 * * SUN", { 2026, 1, 1, 0, 0 }, { 2026, 1, 4, 0, 0 } },
 	{ "0 0 * * 6-7", { 2026, 1, 1, 0, 0 }, { 2026, 1, 3, 0, 0 } },
+	{ "0 0 * * FRI-SUN", { 2026, 1, 1, 0, 0 }, { 2026, 1, 2, 0, 0 } },
+	{ "0 0 * * FRI-SUN", { 2026, 1, 3, 0, 0 }, { 2026, 1, 4, 0, 0 } },
+	{ "0 0 * * FRI-SUN", { 2026, 1, 4, 0, 0 }, { 2026, 1, 9, 0, 0 } },
+	{ "0 0 * * 6-0", { 2026, 1, 4, 0, 0 }, { 2026, 1, 10, 0, 0 } },
 	/* Names and steps. */
 	{ "0 0 1 jun-aug/2 *", { 2026, 1, 1, 0, 0 }, { 2026, 6, 1, 0, 0 } },
 	{ "0 0 1 jun-aug/2 *", { 2026, 6, 1, 0, 0 }, { 2026, 8, 1, 0, 0 } },
@@ -253,6 +257,7 @@ static void test_invalid(void **state)
 	expect_invalid("* * * JANUARY *", "month: \"JANUARY\"");
 	expect_invalid("* * * * JAN", "day-of-week: \"JAN\"");
 	expect_invalid("5-1 * * * *", "minute: \"5-1\" is a backwards range");
+	expect_invalid("* * * * SAT-MON", "day-of-week: \"SAT-MON\" is a backwards range");
 	expect_invalid("*/0 * * * *", "minute: \"*/0\" has a bad step");
 	expect_invalid("*/ * * * *", "bad step");
 	expect_invalid("*/x * * * *", "bad step");
