@@ -74,7 +74,7 @@ timeout 300 "$bin" >"$work/out" 2>&1 || rc=$?
 cat "$work/out"
 [ $rc -eq 0 ] || fail "kube_test exited with $rc"
 ! grep -q "SKIPPED" "$work/out" || fail "a live test was skipped"
-grep -q "PASSED.*25 test" "$work/out" || fail "not every test passed"
+grep -q "PASSED.*26 test" "$work/out" || fail "not every test passed"
 
 # kubectl, an independent client, sees what ours wrote.
 ns=$(sed -n 's/.*test namespace \(kube-test-[0-9]*\).*/\1/p' "$work/out" | head -1)

@@ -840,6 +840,50 @@ static void test_retry_5xx(void **state)
 	st_kube_client_free(c);
 }
 
+/* The token bucket in front of real requests: qps 20, burst 2, 12 requests take >= 0.5 s. */
+static void test_throttle(void **state)
+{
+	const char *script[12];
+	struct st_kube_client_options o = ST_KUBE_CLIENT_OPTIONS_INIT;
+	struct st_kube_config cfg;
+	struct st_kube_client *c = NULL;
+	struct st_kube_gvr pods;
+	struct st_kube_stats st;
+	struct st_err err = ST_ERR_INIT;
+	struct script s;
+	char url[64];
+	uint64_t t0, dt;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 12; i++)
+		script[i] = RESP_OK;
+	script_start(&s, script, 12);
+	st_kube_config_init(&cfg);
+	(void)snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
+	cfg.server = url;
+	o.qps = 20;
+	o.burst = 2;
+	assert_int_equal(st_kube_client_new(&c, &cfg, &o, &err), 0);
+	assert_int_equal(st_kube_gvr_set(&pods, "", "v1", "pods", "Pod", true), 0);
+	t0 = st_kube__now_us();
+	for (i = 0; i < 12; i++) {
+		struct json_object *obj = NULL;
+
+		assert_int_equal(st_kube_get(&obj, c, &pods, "test", "p", NULL, &err), 0);
+		json_object_put(obj);
+	}
+	dt = st_kube__now_us() - t0;
+	script_stop(&s);
+	/* Two from the burst, then ten at 50 ms each. */
+	assert_true(dt >= 480000);
+	assert_true(dt < 5000000);
+	st_kube_client_stats(&st, c);
+	assert_true(st.throttled_ms >= 400);
+	assert_int_equal(st.requests[ST_KUBE_VERB_GET], 12);
+	st_kube_client_free(c);
+}
+
 static void test_connection_refused(void **state)
 {
 	struct st_kube_client *c;
@@ -1835,6 +1879,7 @@ int main(void)
 		cmocka_unit_test(test_limiter),
 		cmocka_unit_test(test_retry_429),
 		cmocka_unit_test(test_retry_5xx),
+		cmocka_unit_test(test_throttle),
 		cmocka_unit_test(test_connection_refused),
 		cmocka_unit_test(test_watch_http_410),
 		cmocka_unit_test(test_watch_retry_and_cb_error),
