@@ -13,18 +13,13 @@
 #include <string.h>
 #include <time.h>
 
-#include <json-c/json.h>
-#include <openssl/crypto.h>
-
-#include "pkg/server.h"
+#include "pkg/cli_backup.h"
+#include "pkg/cli_bsl.h"
+#include "pkg/cli_install.h"
+#include "pkg/cli_version.h"
 #include "pkg/util/err.h"
-#include "pkg/util/json.h"
 #include "pkg/util/log.h"
 #include "pkg/x509.h"
-
-#ifndef STASIS_VERSION
-#define STASIS_VERSION "0.1.0-dev"
-#endif
 
 #define EXIT_USAGE 2
 
@@ -36,7 +31,6 @@ struct command {
 };
 
 static int cmd_certs(int argc, char **argv);
-static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
 static const char certs_usage[] =
@@ -63,15 +57,6 @@ static const char certs_usage[] =
         "  --force             replace an existing CA (invalidates every certificate it signed)\n"
         "  -h, --help          show this help\n";
 
-static const char version_usage[] =
-        "Usage: stasis version [-o text|json]\n"
-        "\n"
-        "Prints the version of stasis and of the OpenSSL library it uses.\n"
-        "\n"
-        "Options:\n"
-        "  -o, --output FORMAT  text (default) or json\n"
-        "  -h, --help           show this help\n";
-
 static const char help_usage[] = "Usage: stasis help [VERB]\n"
                                  "\n"
                                  "Lists the verbs, or shows the help of one verb.\n";
@@ -79,8 +64,13 @@ static const char help_usage[] = "Usage: stasis help [VERB]\n"
 static const struct command commands[] = {
 	{ "certs", cmd_certs, "create the CA and the webhook and controller certificates",
 	  certs_usage },
-	{ "version", cmd_version, "print the version", version_usage },
-	{ "server", st_server_main, "run the controller", st_server_usage },
+	{ "install", st_cli_install_main, "install stasis into a cluster", st_cli_install_usage },
+	{ "backup", st_cli_backup_main, "create, list, describe, read logs of and delete backups",
+	  st_cli_backup_usage },
+	{ "backup-location", st_cli_bsl_main, "create and list backup storage locations",
+	  st_cli_bsl_usage },
+	{ "version", st_cli_version_main, "print the client and server versions",
+	  st_cli_version_usage },
 	{ "help", cmd_help, "show help for stasis or one verb", help_usage },
 	{ NULL, NULL, NULL, NULL },
 };
@@ -105,7 +95,7 @@ static void print_main_usage(FILE *f)
 	           "\n"
 	           "Verbs:\n");
 	for (c = commands; c->name != NULL; c++)
-		fprintf(f, "  %-10s %s\n", c->name, c->summary);
+		fprintf(f, "  %-16s %s\n", c->name, c->summary);
 	fprintf(f, "\n"
 	           "Global options:\n"
 	           "  --log-level LEVEL    error, warn, info (default) or debug\n"
@@ -336,45 +326,6 @@ static int cmd_certs(int argc, char **argv)
 	    report_pair(a.opts.out_dir, ST_X509_SERVER_CRT, ST_X509_SERVER_KEY, "wrote tls") < 0 ||
 	    report_pair(a.opts.out_dir, ST_X509_CLIENT_CRT, ST_X509_CLIENT_KEY, "wrote client") < 0)
 		return EXIT_FAILURE;
-	return 0;
-}
-
-static int cmd_version(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *format = "text";
-	struct json_object *o = NULL;
-	int c;
-
-	while ((c = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			fputs(version_usage, stdout);
-			return 0;
-		}
-		if (c != 'o')
-			return bad_option("version", c, argv);
-		format = optarg;
-	}
-	if (extra_args("version", argc, argv) != 0)
-		return EXIT_USAGE;
-	if (strcmp(format, "text") == 0) {
-		printf("stasis %s (%s)\n", STASIS_VERSION, OpenSSL_version(OPENSSL_VERSION));
-		return 0;
-	}
-	if (strcmp(format, "json") != 0) {
-		fprintf(stderr, "stasis version: unknown output format '%s' (text or json)\n",
-		        format);
-		return EXIT_USAGE;
-	}
-	o = json_object_new_object();
-	st_json_add_str(o, "version", STASIS_VERSION);
-	st_json_add_str(o, "openssl", OpenSSL_version(OPENSSL_VERSION));
-	printf("%s\n", st_json_to_string(o, NULL));
-	json_object_put(o);
 	return 0;
 }
 
