@@ -640,6 +640,53 @@ static void test_unsafe_extended_names(void **state)
 	assert_int_equal(read_raw(&t, NULL, msg), 0);
 }
 
+static void test_multi_member_and_links(void **state)
+{
+	static struct raw t;
+	struct st_archive_limits lim = ST_ARCHIVE_LIMITS_INIT;
+	struct st_archive_reader *r = NULL;
+	const struct st_archive_entry *e = NULL;
+	size_t l1 = 0, l2 = 0;
+	uint8_t *g1, *g2, *cat;
+	struct st_archive_mem mem;
+	char got[8];
+	size_t n = 0;
+
+	(void)state;
+	/* Two gzip members (as `cat a.gz b.gz` or parallel compressors make) read as one stream. */
+	memset(&t, 0, sizeof(t));
+	raw_entry(&t, "first", '0', "one", 3);
+	raw_entry(&t, "link", '2', "", 0);
+	memcpy(t.p + 1024 + 157, "first", 5);
+	fix_checksum(t.p + 1024);
+	raw_entry(&t, "second", '0', "two", 3);
+	g1 = gzip(t.p, 1536, &l1);
+	g2 = gzip(t.p + 1536, t.len - 1536 + 1024, &l2);
+	cat = malloc(l1 + l2);
+	memcpy(cat, g1, l1);
+	memcpy(cat + l1, g2, l2);
+	mem = (struct st_archive_mem){ cat, l1 + l2, 0 };
+	lim.allow_special = true;
+	assert_int_equal(st_archive_reader_new(&r, &lim, st_archive_mem_read, &mem), 0);
+	assert_int_equal(st_archive_reader_next(&e, r, NULL), 0);
+	assert_string_equal(e->name, "first");
+	assert_int_equal(st_archive_reader_next(&e, r, NULL), 0);
+	assert_int_equal(e->type, ST_ARCHIVE_SYMLINK);
+	assert_string_equal(e->linkname, "first");
+	assert_int_equal(st_archive_reader_next(&e, r, NULL), 0);
+	assert_string_equal(e->name, "second");
+	assert_int_equal(e->offset, 1536);
+	assert_int_equal(st_archive_reader_read(&n, r, got, sizeof(got), NULL), 0);
+	assert_int_equal(n, 3);
+	assert_memory_equal(got, "two", 3);
+	assert_int_equal(st_archive_reader_next(&e, r, NULL), 0);
+	assert_null(e);
+	st_archive_reader_free(r);
+	free(cat);
+	free(g1);
+	free(g2);
+}
+
 static void test_corrupt_and_truncated(void **state)
 {
 	static struct tfile f[210];
@@ -929,6 +976,7 @@ int main(void)
 		cmocka_unit_test(test_we_read_gnu_tar),
 		cmocka_unit_test(test_unsafe_names),
 		cmocka_unit_test(test_unsafe_extended_names),
+		cmocka_unit_test(test_multi_member_and_links),
 		cmocka_unit_test(test_corrupt_and_truncated),
 		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_huge_sizes),
