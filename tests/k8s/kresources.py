@@ -13,7 +13,10 @@ GENERATION_GROUPS = {"apps", "batch", "apiextensions.k8s.io", "admissionregistra
 
 
 def parse_time(text):
+    """RFC 3339 in UTC, with or without fractional seconds (MicroTime)."""
     try:
+        if "." in text and text.endswith("Z"):
+            text = text.split(".")[0] + "Z"
         return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=datetime.timezone.utc)
     except (TypeError, ValueError):
@@ -169,6 +172,13 @@ BUILTIN_COLUMNS = {
         col("Reclaim Policy", path=".spec.persistentVolumeReclaimPolicy"),
         col("Status", path=".status.phase"), col("Claim", fn=_claim),
         col("StorageClass", path=".spec.storageClassName"), AGE_COL],
+    ("", "events"): [
+        col("Last Seen", fn=lambda o: age_of({"metadata": {"creationTimestamp": o.get(
+            "lastTimestamp") or o.get("eventTime") or o["metadata"].get("creationTimestamp")}})),
+        col("Type", path=".type"), col("Reason", path=".reason"),
+        col("Object", fn=lambda o: "%s/%s" % ((o.get("involvedObject") or {}).get(
+            "kind", "").lower(), (o.get("involvedObject") or {}).get("name", ""))),
+        col("Message", path=".message")],
     ("apps", "deployments"): [
         NAME_COL, col("Ready", fn=lambda o: _replicas(o, "readyReplicas")),
         col("Up-to-date", "integer", path=".status.updatedReplicas"),

@@ -237,7 +237,9 @@ class Store:
             start = None
             if cont:
                 try:
-                    tok = json.loads(base64.b64decode(cont + "=" * (-len(cont) % 4)))
+                    pad = cont + "=" * (-len(cont) % 4)
+                    tok = json.loads(base64.urlsafe_b64decode(pad.replace("+", "-")
+                                                              .replace("/", "_")))
                     list_rv = int(tok["rv"])
                     start = tok["start"]
                 except (ValueError, KeyError, TypeError):
@@ -256,7 +258,8 @@ class Store:
                 items = items[:limit]
                 tok = {"v": "meta.k8s.io/v1", "rv": list_rv,
                        "start": self._sort_key(items[-1]) + "\x00"}
-                meta["continue"] = base64.b64encode(json.dumps(tok).encode()).decode().rstrip("=")
+                meta["continue"] = base64.urlsafe_b64encode(
+                    json.dumps(tok).encode()).decode().rstrip("=")
                 if not lsel and not fsel:
                     meta["remainingItemCount"] = rest
             return meta, [self._render(rt, o) for o in items]
