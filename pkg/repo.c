@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,6 +114,56 @@ static int unhex(uint8_t *out, size_t n, const char *s)
 static int random_bytes(uint8_t *p, size_t n)
 {
 	return RAND_bytes(p, (int)n) == 1 ? 0 : ST_EINTERNAL;
+}
+
+/*
+ * Chunk copies and pack buffers come straight from mmap so that their memory
+ * goes back to the system when freed. They are freed by other threads than
+ * the ones that allocated them, and glibc's per-thread arenas (and its
+ * growing mmap threshold) would otherwise keep that memory resident.
+ */
+#define BIG_MIN (128u * 1024u)
+
+static void *big_alloc(size_t n)
+{
+	void *p;
+
+	if (n < BIG_MIN)
+		return st_xmalloc(n);
+	p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		st_log_err("out of memory mapping %zu bytes", n);
+		abort();
+	}
+	return p;
+}
+
+static void big_free(void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	if (n < BIG_MIN)
+		free(p);
+	else
+		(void)munmap(p, n);
+}
+
+static void *big_grow(void *p, size_t old, size_t n)
+{
+	void *q;
+
+	if (old < BIG_MIN || n < BIG_MIN) {
+		q = big_alloc(n);
+		memcpy(q, p, old < n ? old : n);
+		big_free(p, old);
+		return q;
+	}
+	q = mremap(p, old, n, MREMAP_MAYMOVE);
+	if (q == MAP_FAILED) {
+		st_log_err("out of memory remapping %zu bytes", n);
+		abort();
+	}
+	return q;
 }
 
 struct st_store *st_repo_store(const struct st_repo *r)
@@ -389,6 +440,8 @@ int st_repo_open(struct st_repo **out, struct st_store *s, const void *key, size
 
 	*out = NULL;
 	r->store = s;
+	/* Durability is established explicitly between dependent writes (see st_store_sync). */
+	st_store_set_defer_sync(s, true);
 	(void)pthread_mutex_init(&r->mu, NULL);
 	r->tab_cap = 1024;
 	r->tab = st_xcalloc(r->tab_cap, sizeof(*r->tab));
@@ -725,6 +778,57 @@ static int read_pack_trailer(uint8_t **plain, size_t *plen, struct st_repo *r, c
 	return rc;
 }
 
+struct orphan_ctx {
+	struct st_repo *r;
+	struct st_repo_reader *rd;
+	const uint8_t *buf;
+	size_t len;
+};
+
+static int verify_blob(const uint8_t pack[ST_REPO_ID_LEN], const uint8_t id[ST_REPO_ID_LEN],
+                       uint32_t off, uint32_t len, uint32_t rawlen, void *payload)
+{
+	struct orphan_ctx *c = payload;
+	uint8_t *data = NULL;
+	size_t dlen = 0;
+	int rc;
+
+	(void)pack;
+	if ((uint64_t)off + len > c->len)
+		return ST_EPROTO;
+	rc = st_repo_open_blob(&data, &dlen, c->r, c->rd, id, c->buf + off, len, rawlen, NULL);
+	free(data);
+	return rc < 0 ? ST_EPROTO : 0;
+}
+
+/*
+ * A pack no index names was written by a backup that died before its sync,
+ * so it may be torn even though it is complete under its name: every blob is
+ * verified before any of them is reused.
+ */
+static int verify_orphan(struct st_repo *r, const char *key, const uint8_t *pack,
+                         const uint8_t *plain, size_t plen, struct st_err *err)
+{
+	struct orphan_ctx c = { r, st_repo_reader_new(), NULL, 0 };
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = ST_ENOMEM;
+
+	if (c.rd == NULL)
+		return rc;
+	rc = st_store_get_mem(&buf, &len, r->store, key, ST_REPO_PACK_MAX, err);
+	if (rc == 0) {
+		c.buf = (const uint8_t *)buf;
+		c.len = len;
+		rc = st_repo_index_decode(plain, plen, pack, verify_blob, &c);
+		if (rc < 0)
+			rc = st_err_set(err, ST_EPROTO, "%s: damaged blob", key);
+	}
+	free(buf);
+	st_repo_reader_free(c.rd);
+	return rc;
+}
+
 int st_repo_recover_packs(struct st_repo *r, unsigned *n_out, struct st_err *err)
 {
 	struct pack_list l = { 0 };
@@ -741,7 +845,8 @@ int st_repo_recover_packs(struct st_repo *r, unsigned *n_out, struct st_err *err
 
 		if (pack_id_of_key(id, l.keys[i]) < 0 || pack_find(r, id) >= 0)
 			continue;
-		if (read_pack_trailer(&plain, &plen, r, l.keys[i], id, l.sizes[i], err) < 0) {
+		if (read_pack_trailer(&plain, &plen, r, l.keys[i], id, l.sizes[i], err) < 0 ||
+		    verify_orphan(r, l.keys[i], id, plain, plen, err) < 0) {
 			/* An unreadable orphan is simply not reused; gc removes it later. */
 			st_log_warn("repository: ignoring unreadable pack %s: %s", l.keys[i],
 			            st_err_text(err));
@@ -950,7 +1055,7 @@ static void pack_free(struct pack_build *p)
 {
 	if (p == NULL)
 		return;
-	free(p->buf);
+	big_free(p->buf, p->alloc);
 	free(p->ents);
 	free(p);
 }
@@ -971,7 +1076,7 @@ static int pack_new(struct pack_build **out, struct st_repo *r)
 		return ST_EINTERNAL;
 	}
 	p->alloc = ST_REPO_PACK_TARGET + ST_CHUNK_MAX + ST_CHUNK_MAX / 16 + 4096;
-	p->buf = st_xmalloc(p->alloc);
+	p->buf = big_alloc(p->alloc);
 	memcpy(p->buf, PACK_MAGIC, 8);
 	p->len = 8;
 	(void)pthread_mutex_lock(&r->mu);
@@ -1004,8 +1109,8 @@ static int pack_seal(struct pack_build *p, const struct st_repo *r)
 		goto out;
 	}
 	if (p->len + slen + 12 > p->alloc) {
+		p->buf = big_grow(p->buf, p->alloc, p->len + slen + 12);
 		p->alloc = p->len + slen + 12;
-		p->buf = st_xrealloc(p->buf, p->alloc);
 	}
 	memcpy(p->buf + p->len, sealed, slen);
 	p->len += slen;
@@ -1116,7 +1221,7 @@ static void *worker_main(void *arg)
 
 	ws.cctx = ZSTD_createCCtx();
 	ws.zcap = ZSTD_compressBound(ST_CHUNK_MAX);
-	ws.zbuf = st_xmalloc(ws.zcap);
+	ws.zbuf = big_alloc(ws.zcap);
 	if (ws.cctx == NULL) {
 		(void)st_err_set(&err, ST_ENOMEM, "zstd context");
 		writer_fail(w, &err);
@@ -1139,10 +1244,10 @@ static void *worker_main(void *arg)
 		(void)pthread_mutex_unlock(&w->mu);
 		if (add_blob(w, &ws, &j, &err) < 0)
 			writer_fail(w, &err);
-		free(j.data);
+		big_free(j.data, j.len);
 	}
 	ZSTD_freeCCtx(ws.cctx);
-	free(ws.zbuf);
+	big_free(ws.zbuf, ws.zcap);
 	return NULL;
 }
 
@@ -1242,7 +1347,7 @@ int st_repo_writer_add(struct st_repo_writer *w, const uint8_t id[ST_REPO_ID_LEN
 	w->stats.bytes_new += len;
 	(void)pthread_mutex_unlock(&w->mu);
 	memcpy(j.id, id, ST_REPO_ID_LEN);
-	j.data = st_xmalloc(len);
+	j.data = big_alloc(len);
 	memcpy(j.data, data, len);
 	j.len = len;
 	(void)pthread_mutex_lock(&w->mu);
@@ -1250,7 +1355,7 @@ int st_repo_writer_add(struct st_repo_writer *w, const uint8_t id[ST_REPO_ID_LEN
 		(void)pthread_cond_wait(&w->cv_space, &w->mu);
 	if (w->failed) {
 		rc = st_err_set(err, w->err.code, "%s", w->err.msg);
-		free(j.data);
+		big_free(j.data, j.len);
 	} else {
 		w->q[(w->qhead + w->qn) % QUEUE_SLOTS] = j;
 		w->qn++;
@@ -1394,9 +1499,14 @@ int st_repo_writer_finish(struct st_repo_writer *w, struct st_err *err)
 	w->uploader_started = false;
 	if (w->failed)
 		return st_err_set(err, w->err.code, "%s", w->err.msg);
+	/* Packs are durable before the index that names them is written, and so on. */
+	if ((rc = st_store_sync(w->r->store, err)) < 0)
+		return rc;
 	(void)pthread_mutex_lock(&w->r->mu);
 	rc = write_index(w->r, err);
 	(void)pthread_mutex_unlock(&w->r->mu);
+	if (rc == 0)
+		rc = st_store_sync(w->r->store, err);
 	return rc;
 }
 
@@ -1421,7 +1531,8 @@ void st_repo_writer_free(struct st_repo_writer *w)
 			(void)pthread_join(w->uploader, NULL);
 	}
 	for (size_t i = 0; i < w->qn; i++)
-		free(w->q[(w->qhead + i) % QUEUE_SLOTS].data);
+		big_free(w->q[(w->qhead + i) % QUEUE_SLOTS].data,
+		         w->q[(w->qhead + i) % QUEUE_SLOTS].len);
 	pack_free(w->cur);
 	pack_free(w->handoff);
 	(void)pthread_mutex_destroy(&w->mu);
@@ -1487,7 +1598,8 @@ int st_repo_snapshot_save(struct st_repo *r, struct st_repo_snapshot *s, struct 
 	}
 	st_repo_hex(s->id, rnd, sizeof(rnd));
 	(void)snprintf(key, sizeof(key), "snapshots/%s", s->id);
-	if ((rc = st_store_put_mem(r->store, key, sealed, slen, true, err)) < 0)
+	if ((rc = st_store_put_mem(r->store, key, sealed, slen, true, err)) < 0 ||
+	    (rc = st_store_sync(r->store, err)) < 0)
 		goto out;
 	rc = 0;
 out:
@@ -2007,8 +2119,7 @@ static int check_pack(struct check_ctx *c, const char *key, const uint8_t *pack,
 	char label[2 * ST_REPO_ID_LEN + 1];
 	int rc;
 
-	rc = st_store_get_mem(&buf, &len, c->r->store, key,
-	                      2u * ST_REPO_PACK_TARGET + ST_CHUNK_MAX * 2, err);
+	rc = st_store_get_mem(&buf, &len, c->r->store, key, ST_REPO_PACK_MAX, err);
 	if (rc < 0)
 		return rc;
 	c->buf = (const uint8_t *)buf;
@@ -2202,15 +2313,17 @@ int st_repo_gc(struct st_repo_gc_report *out, struct st_repo *r, int64_t grace_s
 	nold = r->nindex;
 	r->index_keys = NULL;
 	r->nindex = 0;
-	if ((rc = write_index(r, err)) < 0)
+	if ((rc = write_index(r, err)) < 0 || (rc = st_store_sync(r->store, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < nold; i++)
 		if ((rc = st_store_delete(r->store, old[i], err)) < 0)
 			goto out;
+	if ((rc = st_store_sync(r->store, err)) < 0)
+		goto out;
 	for (size_t i = 0; i < l.n; i++)
 		if (!keep[i] && (rc = st_store_delete(r->store, l.keys[i], err)) < 0)
 			goto out;
-	rc = 0;
+	rc = st_store_sync(r->store, err);
 out:
 	for (size_t i = 0; i < nold; i++)
 		free(old[i]);

@@ -38,6 +38,7 @@
 
 #define ST_REPO_ID_LEN        32
 #define ST_REPO_PACK_TARGET   (16u * 1024u * 1024u)
+#define ST_REPO_PACK_MAX      (64u * 1024u * 1024u) /* target + last blob + trailer, bounded */
 #define ST_REPO_KEY_MAX       4096
 #define ST_REPO_SNAPSHOT_MAX  (16u * 1024u * 1024u)
 #define ST_REPO_INDEX_OBJ_MAX (512u * 1024u * 1024u)
@@ -55,7 +56,8 @@ int st_repo_init(struct st_store *s, const void *key, size_t key_len,
 /*
  * Opens the repository: reads config and unwraps the master key. A wrong key
  * fails with ST_EINVAL and a message saying so. The store stays owned by the
- * caller and must outlive the repository.
+ * caller and must outlive the repository. The store is switched to deferred
+ * sync: the repository calls st_store_sync() between dependent writes.
  */
 int st_repo_open(struct st_repo **out, struct st_store *s, const void *key, size_t key_len,
                  struct st_err *err) ST_WARN_UNUSED;

@@ -15,6 +15,7 @@
 
 #include "pkg/dirbackup.h"
 #include "pkg/repo.h"
+#include "pkg/snapshot.h"
 #include "pkg/store.h"
 #include "pkg/util/mem.h"
 
@@ -30,6 +31,7 @@ struct cmd {
 	const char *target;
 	const char *volume;
 	const char *method;
+	const char *state_dir;
 	bool json;
 	bool dry_run;
 	unsigned jobs;
@@ -45,6 +47,8 @@ static void usage(void)
 {
 	fprintf(stderr, "usage:\n"
 	                "  backup DIR --repo URL [--tag TAG] [--jobs N] [--json]\n"
+	                "  backup --volume PATH [--method image|btrfs|copy] [--state-dir DIR] "
+	                "--repo URL ...\n"
 	                "  restore SNAPSHOT|latest --target DIR --repo URL [--jobs N] [--json]\n"
 	                "  repo init|list|check --repo URL [--json]\n"
 	                "  repo forget ID... | --keep-last N --repo URL\n"
@@ -189,7 +193,7 @@ static void on_progress(const struct st_dir_progress *p, void *payload)
 	}
 }
 
-static int do_backup(struct cmd *c, const char *dir)
+static int do_backup_label(struct cmd *c, const char *dir, const char *label)
 {
 	struct st_dirbackup_options o = ST_DIRBACKUP_OPTIONS_INIT;
 	struct st_repo_snapshot snap;
@@ -199,6 +203,7 @@ static int do_backup(struct cmd *c, const char *dir)
 	if ((rc = open_repo(c, true)) < 0)
 		return rc;
 	o.tag = c->tag;
+	o.label = label;
 	o.jobs = c->jobs;
 	o.count_first = c->json || c->tty;
 	o.progress = on_progress;
@@ -220,6 +225,48 @@ static int do_backup(struct cmd *c, const char *dir)
 		       elapsed(c));
 	st_repo_snapshot_dispose(&snap);
 	return 0;
+}
+
+static int do_backup(struct cmd *c, const char *dir)
+{
+	return do_backup_label(c, dir, NULL);
+}
+
+/*
+ * --volume: freeze, cut a storage snapshot, thaw (pkg/snapshot.h does all
+ * three, never leaving the volume frozen), back up the read-only snapshot,
+ * then delete it whatever happened.
+ */
+static int do_volume_backup(struct cmd *c)
+{
+	struct st_snapshot_options so = ST_SNAPSHOT_OPTIONS_INIT;
+	struct st_snapshot snap;
+	struct st_err err = ST_ERR_INIT;
+	const char *dir;
+	int rc;
+
+	so.volume = c->volume;
+	so.method = c->method != NULL ? c->method : "image";
+	so.mount = true;
+	so.owner = "stasis backup --volume";
+	if (c->state_dir != NULL)
+		so.state_dir = c->state_dir;
+	if (st_snapshot_create(&snap, &so, &err) < 0) {
+		fprintf(stderr, "error: snapshot of %s failed: %s\n", c->volume, st_err_text(&err));
+		return ST_EIO;
+	}
+	if (!c->json)
+		fprintf(stderr, "snapshot %s of %s cut (%s, frozen %.1f ms)\n", snap.id, c->volume,
+		        snap.method, (double)snap.freeze_ns / 1e6);
+	dir = snap.mountpoint[0] != '\0' ? snap.mountpoint : snap.path;
+	rc = do_backup_label(c, dir, c->volume);
+	st_err_clear(&err);
+	if (st_snapshot_delete(so.state_dir, snap.id, &err) < 0) {
+		fprintf(stderr, "error: deleting snapshot %s: %s\n", snap.id, st_err_text(&err));
+		if (rc == 0)
+			rc = ST_EIO;
+	}
+	return rc;
 }
 
 static int do_restore(struct cmd *c, const char *which)
@@ -399,6 +446,7 @@ static int parse_opts(struct cmd *c, int argc, char **argv)
 		{ "target", required_argument, NULL, 'T' },
 		{ "volume", required_argument, NULL, 'V' },
 		{ "method", required_argument, NULL, 'm' },
+		{ "state-dir", required_argument, NULL, 'S' },
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "keep-last", required_argument, NULL, 'K' },
 		{ "grace", required_argument, NULL, 'g' },
@@ -437,6 +485,9 @@ static int parse_opts(struct cmd *c, int argc, char **argv)
 			break;
 		case 'm':
 			c->method = optarg;
+			break;
+		case 'S':
+			c->state_dir = optarg;
 			break;
 		case 'n':
 			c->dry_run = true;
@@ -549,8 +600,7 @@ int st_repo_cmd_main(int argc, char **argv)
 		}
 		if (strcmp(argv[0], "backup") == 0) {
 			if (c.volume != NULL) {
-				fprintf(stderr, "error: --volume is not available in this build\n");
-				rc = USAGE;
+				rc = first < n ? USAGE : do_volume_backup(&c);
 			} else if (first >= n) {
 				usage();
 				rc = USAGE;

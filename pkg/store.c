@@ -117,3 +117,15 @@ int st_store_delete(struct st_store *s, const char *key, struct st_err *err)
 {
 	return s->vt->del(s, key, err);
 }
+
+void st_store_set_defer_sync(struct st_store *s, bool on)
+{
+	s->defer_sync = on;
+}
+
+int st_store_sync(struct st_store *s, struct st_err *err)
+{
+	if (s->vt->sync == NULL || !s->defer_sync)
+		return 0;
+	return s->vt->sync(s, err);
+}

@@ -27,10 +27,13 @@ struct st_store;
 
 struct st_store_options {
 	const char *credentials_file; /* AWS credentials format; NULL: environment */
-	const char *profile;	      /* section in credentials_file; NULL: "default" */
-	unsigned max_retries;	      /* 0: backend default */
+	const char *profile;          /* section in credentials_file; NULL: "default" */
+	unsigned max_retries;         /* 0: backend default */
 };
-#define ST_STORE_OPTIONS_INIT { NULL, NULL, 0 }
+#define ST_STORE_OPTIONS_INIT \
+	{                     \
+		NULL, NULL, 0 \
+	}
 
 /* Reads up to cap bytes into buf; returns bytes read, 0 at end, < 0 ST_E* on error. */
 typedef long (*st_store_read_cb)(void *buf, size_t cap, void *payload);
@@ -41,20 +44,23 @@ typedef int (*st_store_list_cb)(const char *key, uint64_t size, void *payload);
 
 struct st_store_vtable {
 	int (*put)(struct st_store *s, const char *key, uint64_t size, st_store_read_cb rd,
-		   void *payload, bool if_absent, struct st_err *err);
+	           void *payload, bool if_absent, struct st_err *err);
 	int (*get)(struct st_store *s, const char *key, uint64_t off, uint64_t len,
-		   st_store_write_cb wr, void *payload, struct st_err *err);
+	           st_store_write_cb wr, void *payload, struct st_err *err);
 	int (*head)(struct st_store *s, const char *key, uint64_t *size_out, struct st_err *err);
 	int (*list)(struct st_store *s, const char *prefix, st_store_list_cb cb, void *payload,
-		    struct st_err *err);
+	            struct st_err *err);
 	int (*del)(struct st_store *s, const char *key, struct st_err *err);
 	void (*free)(struct st_store *s);
+	/* Optional (NULL: puts are durable when they return): makes deferred puts durable. */
+	int (*sync)(struct st_store *s, struct st_err *err);
 };
 
 /* Backends embed this as their first member. */
 struct st_store {
 	const struct st_store_vtable *vt;
-	char *url; /* the location URL without credentials, for messages */
+	char *url;       /* the location URL without credentials, for messages */
+	bool defer_sync; /* see st_store_set_defer_sync */
 };
 
 /*
@@ -63,7 +69,7 @@ struct st_store {
  * or bucket (checked lazily by S3 on first use).
  */
 int st_store_open(struct st_store **out, const char *url, const struct st_store_options *opts,
-		  struct st_err *err) ST_WARN_UNUSED;
+                  struct st_err *err) ST_WARN_UNUSED;
 void st_store_free(struct st_store *s);
 
 /*
@@ -77,24 +83,37 @@ void st_store_free(struct st_store *s);
  * del: deleting a missing key succeeds.
  */
 int st_store_put(struct st_store *s, const char *key, uint64_t size, st_store_read_cb rd,
-		 void *payload, bool if_absent, struct st_err *err) ST_WARN_UNUSED;
+                 void *payload, bool if_absent, struct st_err *err) ST_WARN_UNUSED;
 int st_store_put_mem(struct st_store *s, const char *key, const void *data, size_t len,
-		     bool if_absent, struct st_err *err) ST_WARN_UNUSED;
+                     bool if_absent, struct st_err *err) ST_WARN_UNUSED;
 int st_store_get(struct st_store *s, const char *key, uint64_t off, uint64_t len,
-		 st_store_write_cb wr, void *payload, struct st_err *err) ST_WARN_UNUSED;
+                 st_store_write_cb wr, void *payload, struct st_err *err) ST_WARN_UNUSED;
 /* Reads a whole object of at most cap bytes into a malloc'd buffer (*out, *len_out). */
 int st_store_get_mem(char **out, size_t *len_out, struct st_store *s, const char *key, size_t cap,
-		     struct st_err *err) ST_WARN_UNUSED;
+                     struct st_err *err) ST_WARN_UNUSED;
 int st_store_head(struct st_store *s, const char *key, uint64_t *size_out,
-		  struct st_err *err) ST_WARN_UNUSED;
+                  struct st_err *err) ST_WARN_UNUSED;
 int st_store_list(struct st_store *s, const char *prefix, st_store_list_cb cb, void *payload,
-		  struct st_err *err) ST_WARN_UNUSED;
+                  struct st_err *err) ST_WARN_UNUSED;
 int st_store_delete(struct st_store *s, const char *key, struct st_err *err) ST_WARN_UNUSED;
+
+/*
+ * Deferred durability. With defer on, a backend whose puts cost a flush each
+ * (file://: fsync of the file and its directory) may skip it; objects still
+ * appear atomically (a reader never sees a partial object), but they are only
+ * guaranteed to survive a crash after st_store_sync() returns 0. Callers
+ * that order writes (the repository: packs, then index, then snapshot) call
+ * st_store_sync() between dependent writes. Backends without a sync op (S3)
+ * are durable on every put and ignore both. Set defer before sharing the
+ * store between threads.
+ */
+void st_store_set_defer_sync(struct st_store *s, bool on);
+int st_store_sync(struct st_store *s, struct st_err *err) ST_WARN_UNUSED;
 
 /* Backend constructors, called by st_store_open. */
 int st_store__open_file(struct st_store **out, const char *url, const char *path,
-			struct st_err *err);
+                        struct st_err *err);
 int st_store__open_s3(struct st_store **out, const char *url, const struct st_store_options *opts,
-		      struct st_err *err);
+                      struct st_err *err);
 
 #endif

@@ -6,7 +6,9 @@
  * when the key exists) and fsyncs the directory, so a reader sees the old
  * object, the new one or none, and a crash never leaves a torn object under
  * a key. Temporary names start with ".tmp." and are never listed. Keys are
- * relative paths without "." or ".." components.
+ * relative paths without "." or ".." components. With deferred sync the
+ * fsyncs are left out and fs_sync() flushes the whole filesystem once
+ * (syncfs), which is far cheaper than a flush per object on most disks.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -119,7 +121,7 @@ static int write_all(int fd, const char *p, size_t n)
 
 /* Copies the reader into fd; checks the promised size when known. */
 static int fill_temp(int fd, uint64_t size, st_store_read_cb rd, void *payload, const char *key,
-                     struct st_err *err)
+                     bool flush, struct st_err *err)
 {
 	char *buf = st_xmalloc(IO_BLOCK);
 	uint64_t total = 0;
@@ -145,7 +147,7 @@ static int fill_temp(int fd, uint64_t size, st_store_read_cb rd, void *payload, 
 		                key, (unsigned long long)total, (unsigned long long)size);
 		goto out;
 	}
-	if (fsync(fd) != 0) {
+	if (flush && fsync(fd) != 0) {
 		rc = st_err_set(err, ST_EIO, "put %s: fsync: %s", key, strerror(errno));
 		goto out;
 	}
@@ -188,7 +190,7 @@ static int fs_put(struct st_store *s, const char *key, uint64_t size, st_store_r
 		rc = st_err_set(err, errno_code(errno), "put %s: %s", key, strerror(errno));
 		goto out;
 	}
-	if ((rc = fill_temp(fd, size, rd, payload, key, err)) < 0)
+	if ((rc = fill_temp(fd, size, rd, payload, key, !s->defer_sync, err)) < 0)
 		goto out;
 	if (close(fd) != 0) {
 		fd = -1;
@@ -208,7 +210,7 @@ static int fs_put(struct st_store *s, const char *key, uint64_t size, st_store_r
 		rc = st_err_set(err, ST_EIO, "put %s: rename: %s", key, strerror(errno));
 		goto out;
 	}
-	if (fsync_parent(path) != 0) {
+	if (!s->defer_sync && fsync_parent(path) != 0) {
 		rc = st_err_set(err, ST_EIO, "put %s: fsync directory: %s", key, strerror(errno));
 		goto out;
 	}
@@ -412,6 +414,19 @@ static int fs_del(struct st_store *s, const char *key, struct st_err *err)
 	return rc;
 }
 
+static int fs_sync(struct st_store *s, struct st_err *err)
+{
+	struct file_store *fs = (struct file_store *)s;
+	int fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0 || syncfs(fd) != 0)
+		rc = st_err_set(err, ST_EIO, "%s: sync: %s", s->url, strerror(errno));
+	if (fd >= 0)
+		(void)close(fd);
+	return rc;
+}
+
 static void fs_free(struct st_store *s)
 {
 	struct file_store *fs = (struct file_store *)s;
@@ -428,6 +443,7 @@ static const struct st_store_vtable file_vtable = {
 	.list = fs_list,
 	.del = fs_del,
 	.free = fs_free,
+	.sync = fs_sync,
 };
 
 int st_store__open_file(struct st_store **out, const char *url, const char *path,

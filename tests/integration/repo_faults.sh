@@ -66,7 +66,7 @@ echo "$msg" | grep -q "'victim.bin'.*chunk [0-9a-f]\{64\}" ||
 # A backup killed mid-way.
 R2=file://$WORK/repo2
 mkdir -p "$WORK/repo2" "$WORK/src2"
-for i in 1 2 3 4 5 6; do head -c $((48 * 1024 * 1024)) /dev/urandom >"$WORK/src2/f$i"; done
+for i in 1 2 3 4; do head -c $((40 * 1024 * 1024)) /dev/urandom >"$WORK/src2/f$i"; done
 "$AGENT" repo init --repo "$R2" >/dev/null
 "$AGENT" backup "$WORK/src2" --repo "$R2" --jobs 1 >/dev/null 2>&1 &
 pid=$!
@@ -90,5 +90,5 @@ echo "rerun: $new new bytes of $total"
 [ "$new" -lt "$total" ] || { echo "FAIL: the rerun uploaded everything again"; exit 1; }
 "$AGENT" repo check --repo "$R2"
 "$AGENT" restore latest --target "$WORK/dst2" --repo "$R2" >/dev/null
-for i in 1 2 3 4 5 6; do cmp "$WORK/src2/f$i" "$WORK/dst2/f$i"; done
+for i in 1 2 3 4; do cmp "$WORK/src2/f$i" "$WORK/dst2/f$i"; done
 echo "faults OK"

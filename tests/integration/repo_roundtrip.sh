@@ -43,13 +43,14 @@ echo "sparse file blocks: source $src_blocks restored $dst_blocks"
 
 # Incremental: change ~1% of the bytes of a bigger tree, back up again.
 mkdir -p "$WORK/inc"
-head -c $((96 * 1024 * 1024)) /dev/urandom >"$WORK/inc/big"
+head -c $((256 * 1024 * 1024)) /dev/urandom >"$WORK/inc/big"
 for i in $(seq 1 200); do seq "$i" 5000 >"$WORK/inc/small-$i"; done
 "$AGENT" backup "$WORK/inc" --repo "$R" --json >/dev/null
 total=$(du -sb --apparent-size "$WORK/inc" | cut -f1)
-# overwrite 1 MiB in the middle of the big file (~1% of the data)
-head -c $((1024 * 1024)) /dev/urandom |
-	dd of="$WORK/inc/big" bs=1M seek=40 conv=notrunc status=none
+# Overwrite 1% of the data in one place. With 1 MiB average chunks the chunks
+# around the change (about one on each side) are uploaded again as well.
+head -c $((total / 100)) /dev/urandom |
+	dd of="$WORK/inc/big" bs=1M seek=100 conv=notrunc status=none
 out=$("$AGENT" backup "$WORK/inc" --repo "$R" --json | tail -1)
 new=$(json_field "$out" bytes_new)
 echo "incremental: $new new bytes of $total"
