@@ -602,27 +602,39 @@ static void on_progress(unsigned total, unsigned done, void *payload)
 	backup_status(srv, srv->current, st);
 }
 
-/* Writes the storage location's name into spec when the Backup left it to the default. */
-static void record_location(struct server *srv, struct json_object *backup, const char *bsl)
+/*
+ * Writes the defaults the Backup left out into its spec (storage location,
+ * ttl), as Velero does, so that `get` and velero-backup.json show them.
+ */
+static void record_defaults(struct server *srv, struct json_object *backup, const char *bsl)
 {
 	struct json_object *spec = st_json_get_obj(backup, "spec");
 	struct json_object *body, *bspec;
 	struct st_err err = { 0 };
 	const char *cur = st_json_get_str(spec, "storageLocation");
+	const char *ttl = st_json_get_str(spec, "ttl");
 
-	if (cur != NULL && cur[0] != '\0')
+	if (spec == NULL) {
+		spec = json_object_new_object();
+		json_object_object_add(backup, "spec", spec);
+	}
+	if (cur != NULL && cur[0] != '\0' && ttl != NULL && ttl[0] != '\0')
 		return;
 	body = json_object_new_object();
 	bspec = json_object_new_object();
-	st_json_add_str(bspec, "storageLocation", bsl);
+	if (cur == NULL || cur[0] == '\0') {
+		st_json_add_str(bspec, "storageLocation", bsl);
+		st_json_add_str(spec, "storageLocation", bsl);
+	}
+	if (ttl == NULL || ttl[0] == '\0') {
+		st_json_add_str(bspec, "ttl", ST_BACKUP_DEFAULT_TTL);
+		st_json_add_str(spec, "ttl", ST_BACKUP_DEFAULT_TTL);
+	}
 	json_object_object_add(body, "spec", bspec);
 	if (patch(srv, &srv->backups, st_json_get_str(st_json_get_obj(backup, "metadata"), "name"),
 	          NULL, body, &err) < 0)
-		st_log_warn("backup %s: recording its storage location: %s", srv->ns,
-		            st_err_text(&err));
+		st_log_warn("backup %s: recording its defaults: %s", srv->ns, st_err_text(&err));
 	json_object_put(body);
-	if (spec != NULL)
-		st_json_add_str(spec, "storageLocation", bsl);
 }
 
 /* The InProgress status, written before the engine starts. */
@@ -701,7 +713,7 @@ static void job_backup(struct server *srv, const char *name)
 		backup_status(srv, name, failed_status(st_err_text(&err), st_err_text(&err)));
 		goto out;
 	}
-	record_location(srv, backup, st_json_get_str(st_json_get_obj(bsl, "metadata"), "name"));
+	record_defaults(srv, backup, st_json_get_str(st_json_get_obj(bsl, "metadata"), "name"));
 	st_log_info("backup %s/%s: starting", srv->ns, name);
 	backup_status(srv, name, start_status(backup, now));
 	run_engine(srv, name, backup, bsl, now);

@@ -135,6 +135,7 @@ k -n stasis get backups | grep -E "^nginx-backup-01 +Completed +0 +0 " >/dev/nul
 	fail "kubectl get backups does not show Completed: $(k -n stasis get backups)"
 [ "$(jp backup nginx-backup-01 .spec.storageLocation)" = default ] ||
 	fail "default storage location not recorded in spec"
+[ "$(jp backup nginx-backup-01 .spec.ttl)" = 720h0m0s ] || fail "default ttl not recorded in spec"
 exp=$(jp backup nginx-backup-01 .status.expiration)
 start=$(jp backup nginx-backup-01 .status.startTimestamp)
 [ $(($(date -d "$exp" +%s) - $(date -d "$start" +%s))) -eq $((720 * 3600)) ] ||
