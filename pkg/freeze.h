@@ -148,7 +148,8 @@ int st_freeze_watchdog_extend(struct st_freeze_watchdog *w, uint64_t gen, int64_
                               struct st_err *err) ST_WARN_UNUSED;
 
 /*
- * Disarms generation gen (after the caller thawed); acknowledged. A failure
+ * Disarms generation gen (after the caller thawed); sent, not waited for
+ * (messages are handled in order, so a later arm sees it first). A failure
  * only means the watchdog is gone, which callers may ignore on cleanup paths.
  */
 int st_freeze_watchdog_disarm(struct st_freeze_watchdog *w, uint64_t gen, struct st_err *err);
