@@ -515,6 +515,13 @@ byname = {x["name"]: x for x in r["resources"]}
 assert byname["backups"]["namespaced"] and byname["backups"]["kind"] == "Backup", byname
 assert byname["backups/status"]["verbs"] == ["get", "patch", "update"], byname
 assert ok(*call("GET", "/api"), 200)["versions"] == ["v1"]
+# request counts
+ok(*call("DELETE", "/standin/requests"), 200)
+ok(*call("GET", "/api/v1/namespaces/demo/configmaps?limit=2"), 200)
+ok(*call("GET", "/apis/apps/v1/namespaces/demo/deployments/web"), 200)
+n = ok(*call("GET", "/standin/requests"), 200)
+assert n["total"] == 2 and n["byVerb"] == {"list": 1, "get": 1}, n
+assert n["byResource"] == {"configmaps": {"list": 1}, "deployments.apps": {"get": 1}}, n
 ' || fail "HTTP checks"
 
 # --- pagination and selectors over 250 objects --------------------------------------------------

@@ -716,10 +716,11 @@ class Store:
             state = {"resourceVersion": self.rv,
                      "objects": {"%s/%s" % k: list(v.values()) for k, v in self.objects.items()
                                  if v}}
+            text = json.dumps(state)
             self.dirty = False
         tmp = self.state_file + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(state, f)
+            f.write(text)
         os.replace(tmp, self.state_file)
 
     def _load(self):

@@ -178,7 +178,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def send_error_status(self, err):
         self.send_json(err.code, err.status())
@@ -199,6 +200,7 @@ class Handler(BaseHTTPRequestHandler):
             return data
         n = int(self.headers.get("Content-Length") or 0)
         if n > 64 << 20:
+            self.close_connection = True
             raise APIError(413, "RequestEntityTooLarge", "request entity too large")
         return self.rfile.read(n) if n else b""
 
@@ -254,7 +256,7 @@ class Handler(BaseHTTPRequestHandler):
             url = urllib.parse.urlsplit(self.path)
             self.query = {k: v[-1] for k, v in urllib.parse.parse_qs(
                 url.query, keep_blank_values=True).items()}
-            raw = self.read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+            raw = self.read_body()
             if url.path in ("/healthz", "/livez", "/readyz") or \
                     url.path.startswith(("/healthz/", "/livez/", "/readyz/")):
                 return self.send_raw(200, b"ok", "text/plain; charset=utf-8")
