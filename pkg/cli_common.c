@@ -240,6 +240,9 @@ int st_cli_connect(struct st_cli_ctx *ctx)
 	o.path = ctx->kubeconfig;
 	o.context = ctx->context;
 	if ((rc = st_kube_config_load(&cfg, &o, &err)) < 0) {
+		(void)snprintf(ctx->why, sizeof(ctx->why), "%s", st_err_text(&err));
+		if (ctx->quiet)
+			goto out;
 		st_cli_errorf(ctx, "cannot load the Kubernetes configuration: %s",
 		              st_err_text(&err));
 		print_config_search(ctx);
@@ -249,6 +252,9 @@ int st_cli_connect(struct st_cli_ctx *ctx)
 	co.connect_timeout_ms = CLI_CONNECT_MS;
 	co.timeout_ms = CLI_TIMEOUT_MS;
 	if ((rc = st_kube_client_new(&ctx->client, &cfg, &co, &err)) < 0) {
+		(void)snprintf(ctx->why, sizeof(ctx->why), "%s", st_err_text(&err));
+		if (ctx->quiet)
+			goto out;
 		st_cli_errorf(ctx, "%s: %s", cfg.source != NULL ? cfg.source : "kubeconfig",
 		              st_err_text(&err));
 		goto out;

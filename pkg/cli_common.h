@@ -58,6 +58,8 @@ struct st_cli_ctx {
 	const char *ns; /* install namespace */
 	enum st_cli_output output;
 	bool output_set; /* -o was given */
+	bool quiet;      /* st_cli_connect only records its failure in why */
+	char why[ST_ERR_MSG_SIZE];
 	struct st_kube_client *client;
 };
 

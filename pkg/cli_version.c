@@ -83,8 +83,10 @@ static int print_version(struct st_cli_ctx *ctx, bool client_only, bool json)
 	st_json_add_str(o, "version", STASIS_VERSION);
 	st_json_add_str(o, "openssl", OpenSSL_version(OPENSSL_VERSION));
 	if (!client_only) {
+		/* A client without a cluster is normal here: say so on stdout only. */
+		ctx->quiet = true;
 		if (st_cli_connect(ctx) < 0)
-			(void)snprintf(why, sizeof(why), "no cluster configuration");
+			(void)snprintf(why, sizeof(why), "no cluster configuration (%s)", ctx->why);
 		else
 			(void)server_version(&server, ctx, why, sizeof(why));
 	}

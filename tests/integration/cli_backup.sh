@@ -183,7 +183,7 @@ k -n stasis patch bsl s3 --subresource=status --type=merge \
 st backup-location get >"$work/bslget.out" || fail "bsl get"
 head -1 "$work/bslget.out" | grep -Eq '^NAME +PROVIDER +BUCKET/PREFIX +PHASE +LAST VALIDATED +DEFAULT$' ||
 	fail "bsl table header: $(head -1 "$work/bslget.out")"
-grep -Eq '^s3 +aws +b1/p1 +Available +[0-9]+s ago *$' "$work/bslget.out" ||
+grep -Eq '^s3 +aws +b1/p1 +Available +([0-9]+s ago|0s) *$' "$work/bslget.out" ||
 	fail "bsl row: $(cat "$work/bslget.out")"
 grep -Eq '^default +file +/var/lib/stasis/backups +Unknown +<none> +true$' "$work/bslget.out" ||
 	fail "default row: $(cat "$work/bslget.out")"
