@@ -686,7 +686,7 @@ static uint64_t backoff_us(const struct st_kube_client *c, unsigned attempt, uns
 int st_kube__do(struct st_kube_client *c, const struct st_kube__req *req,
                 struct st_kube__resp *resp, struct st_err *err)
 {
-	char errbuf[CURL_ERROR_SIZE];
+	char errbuf[CURL_ERROR_SIZE] = "";
 	CURLcode cc = CURLE_OK;
 	unsigned attempt;
 
@@ -914,7 +914,11 @@ static int object_call(struct json_object **out, struct st_kube_client *c, struc
 	r->ns = ns;
 	if (r->name == NULL)
 		r->name = name;
-	return st_kube__call(out, c, r, http_out, err);
+	rc = st_kube__call(out, c, r, http_out, err);
+	/* r belongs to the caller; leave no pointers into this frame behind. */
+	r->path = NULL;
+	r->resname = NULL;
+	return rc;
 }
 
 int st_kube_get(struct json_object **out, struct st_kube_client *c, const struct st_kube_gvr *gvr,

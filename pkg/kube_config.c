@@ -53,11 +53,17 @@ void st_kube_config_dispose(struct st_kube_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 }
 
+/* The GNU strerror_r (built with _GNU_SOURCE): the token is re-read on request threads. */
+static const char *errno_text(int e, char *buf, size_t n)
+{
+	return strerror_r(e, buf, n);
+}
+
 int st_kube__read_file(char **out, size_t *len_out, const char *path, size_t cap,
                        struct st_err *err)
 {
 	struct stat st;
-	char *buf = NULL;
+	char *buf = NULL, ebuf[128];
 	size_t got = 0;
 	int fd = -1;
 	int rc = ST_EINTERNAL;
@@ -67,7 +73,7 @@ int st_kube__read_file(char **out, size_t *len_out, const char *path, size_t cap
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = st_err_set(err, errno == ENOENT ? ST_ENOTFOUND : ST_EIO, "cannot read %s: %s",
-		                path, strerror(errno));
+		                path, errno_text(errno, ebuf, sizeof(ebuf)));
 		goto out;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -85,7 +91,8 @@ int st_kube__read_file(char **out, size_t *len_out, const char *path, size_t cap
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			rc = st_err_set(err, ST_EIO, "cannot read %s: %s", path, strerror(errno));
+			rc = st_err_set(err, ST_EIO, "cannot read %s: %s", path,
+			                errno_text(errno, ebuf, sizeof(ebuf)));
 			goto out;
 		}
 		if (n == 0)
