@@ -442,10 +442,11 @@ int st_archive_writer_add_stream(struct st_archive_writer *w, const char *name,
 	if ((rc = write_header(w, &e)) < 0)
 		goto out;
 	while (left > 0) {
-		long got = cb(w->stage, left < IO_SIZE ? (size_t)left : IO_SIZE, payload);
+		size_t ask = left < IO_SIZE ? (size_t)left : IO_SIZE;
+		long got = cb(w->stage, ask, payload);
 
-		if (got < 0) {
-			rc = cb_code(got);
+		if (got < 0 || (size_t)got > ask) {
+			rc = got < 0 ? cb_code(got) : ST_EINTERNAL;
 			goto out;
 		}
 		if (got == 0) {
