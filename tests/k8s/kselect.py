@@ -70,6 +70,8 @@ def parse_labels(text):
         if m:
             key, op, vals = m.group(1), m.group(2), m.group(3)
             _check_key(key)
+            if not vals.strip():
+                raise SelectorError("for 'in', 'notin' operators, values set can't be empty")
             values = [v.strip() for v in vals.split(",")]
             for v in values:
                 _check_value(v)
