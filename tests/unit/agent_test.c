@@ -19,57 +19,31 @@
 #include <cmocka.h>
 
 #include "pkg/agent.h"
+#include "tests/unit/loopfs_fixture.h"
 
 struct fixture {
-	char dir[64];
-	char vol[96];
-	char state[96];
-	bool ready;
+	struct loopfs fs;
+	char *vol;
+	char *state;
 };
-
-static int run(const char *fmt, ...) ST_PRINTF(1, 2);
-static int run(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	(void)vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
 
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	char dir[64];
 
 	if (f == NULL)
 		return -1;
 	*state = f;
-	if (geteuid() != 0 || run("command -v mkfs.ext4 >/dev/null") != 0)
-		return 0;
-	(void)snprintf(f->dir, sizeof(f->dir), "/tmp/st-agent-unit-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
-	memcpy(dir, f->dir, sizeof(dir));
-	(void)snprintf(f->vol, sizeof(f->vol), "%s/vol", dir);
-	(void)snprintf(f->state, sizeof(f->state), "%s/state", dir);
-	if (run("mkdir -p %s %s && truncate -s 32M %s/vol.img && mkfs.ext4 -q -F %s/vol.img "
-	        ">/dev/null 2>&1 && mount -o loop %s/vol.img %s",
-	        f->vol, f->state, dir, dir, dir, f->vol) != 0)
-		return -1;
-	f->ready = true;
-	return 0;
+	f->vol = f->fs.vol;
+	f->state = f->fs.state;
+	return loopfs_setup(&f->fs, "");
 }
 
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	if (f->dir[0] != '\0')
-		(void)run("fsfreeze -u %s 2>/dev/null; umount %s; rm -rf %s", f->vol, f->vol,
-		          f->dir);
+	loopfs_teardown(&f->fs);
 	free(f);
 	return 0;
 }
@@ -78,22 +52,9 @@ static struct fixture *need(void **state)
 {
 	struct fixture *f = *state;
 
-	if (!f->ready)
+	if (!f->fs.ready)
 		skip();
 	return f;
-}
-
-static bool frozen(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY);
-	bool busy = false;
-
-	if (ioctl(fd, FIFREEZE, 0) == 0)
-		(void)ioctl(fd, FITHAW, 0);
-	else
-		busy = errno == EBUSY;
-	(void)close(fd);
-	return busy;
 }
 
 static struct st_agent *agent_new(const struct fixture *f)
@@ -148,10 +109,10 @@ static void test_api(void **state)
 	expect(a, "POST", "/v1/freeze", "{", 400, NULL);
 	expect(a, "POST", "/v1/freeze", "[]", 400, "JSON object");
 	expect(a, "POST", "/v1/freeze", "{\"volumes\":[\"nope\"]}", 404, "unknown volume");
-	assert_false(frozen(f->vol));
+	assert_false(loopfs_frozen(f->vol));
 	expect(a, "POST", "/v1/freeze", "{\"volumes\":[\"vol\"],\"deadlineSeconds\":60}", 200,
 	       "\"frozen\":true");
-	assert_true(frozen(f->vol));
+	assert_true(loopfs_frozen(f->vol));
 	assert_int_equal(access(journal, F_OK), 0);
 	expect(a, "POST", "/v1/freeze", "{}", 409, "already frozen");
 	expect(a, "POST", "/v1/freeze", "{\"extend\":true,\"deadlineSeconds\":90}", 200,
@@ -161,15 +122,15 @@ static void test_api(void **state)
 	expect(a, "GET", "/nope", NULL, 404, NULL);
 	expect(a, "GET", "/metrics", NULL, 200, "stasis_agent_frozen 1");
 	expect(a, "POST", "/v1/thaw", NULL, 200, "\"thawed\":true");
-	assert_false(frozen(f->vol));
+	assert_false(loopfs_frozen(f->vol));
 	assert_int_equal(access(journal, F_OK), -1);
 	expect(a, "POST", "/v1/thaw", NULL, 200, "\"thawed\":false");
 	expect(a, "GET", "/metrics", NULL, 200, "stasis_agent_freeze_window_seconds_count 1");
 	/* Freeing the agent while frozen thaws (the shutdown path). */
 	expect(a, "POST", "/v1/freeze", "{}", 200, NULL);
-	assert_true(frozen(f->vol));
+	assert_true(loopfs_frozen(f->vol));
 	st_agent_free(a);
-	assert_false(frozen(f->vol));
+	assert_false(loopfs_frozen(f->vol));
 }
 
 static void test_socket_and_expiry(void **state)
@@ -188,10 +149,10 @@ static void test_socket_and_expiry(void **state)
 	                 0);
 	assert_int_equal(status, 200);
 	free(body);
-	assert_true(frozen(f->vol));
+	assert_true(loopfs_frozen(f->vol));
 	/* Nobody thaws: the watchdog does at the deadline and the agent learns of it. */
 	(void)usleep(2500000);
-	assert_false(frozen(f->vol));
+	assert_false(loopfs_frozen(f->vol));
 	assert_int_equal(st_agent_call(&status, &body, sock, "GET", "/v1/status", NULL, 5000, &err),
 	                 0);
 	assert_non_null(strstr(body, "\"autoThaws\":1"));
@@ -226,7 +187,7 @@ static void test_recover_on_start(void **state)
 	fprintf(j, "{\"frozen\":[\"%s\"],\"pid\":1}", f->vol);
 	(void)fclose(j);
 	a = agent_new(f);
-	assert_false(frozen(f->vol));
+	assert_false(loopfs_frozen(f->vol));
 	assert_int_equal(access(journal, F_OK), -1);
 	expect(a, "GET", "/metrics", NULL, 200, "stasis_agent_auto_thaws_total 1");
 	st_agent_free(a);

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "pkg/freeze.h"
+#include "tests/unit/loopfs_fixture.h"
 
 struct fixture {
 	char dir[64];
@@ -30,18 +31,6 @@ struct fixture {
 	bool ready;
 };
 
-static int sh(const char *fmt, ...) ST_PRINTF(1, 2);
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	(void)vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
@@ -49,7 +38,7 @@ static int setup(void **state)
 	if (f == NULL)
 		return -1;
 	*state = f;
-	if (geteuid() != 0 || sh("command -v mkfs.ext4 >/dev/null") != 0)
+	if (geteuid() != 0 || loopfs_sh("command -v mkfs.ext4 >/dev/null") != 0)
 		return 0;
 	(void)snprintf(f->dir, sizeof(f->dir), "/tmp/st-freeze-XXXXXX");
 	if (mkdtemp(f->dir) == NULL)
@@ -68,11 +57,12 @@ static int setup(void **state)
 		(void)snprintf(f->journal, sizeof(f->journal), "%s/journal.json", dir);
 	}
 	for (int i = 0; i < 2; i++)
-		if (sh("truncate -s 32M %s/img%d && mkfs.ext4 -q -F %s/img%d >/dev/null 2>&1 && "
-		       "mount -o loop %s/img%d %s && mkdir -p %s/sub",
-		       f->dir, i, f->dir, i, f->dir, i, f->mnt[i], f->mnt[i]) != 0)
+		if (loopfs_sh("truncate -s 32M %s/img%d && mkfs.ext4 -q -F %s/img%d >/dev/null "
+		              "2>&1 && "
+		              "mount -o loop %s/img%d %s && mkdir -p %s/sub",
+		              f->dir, i, f->dir, i, f->dir, i, f->mnt[i], f->mnt[i]) != 0)
 			return -1;
-	if (sh("mount -t tmpfs tmpfs %s", f->mnt[2]) != 0)
+	if (loopfs_sh("mount -t tmpfs tmpfs %s", f->mnt[2]) != 0)
 		return -1;
 	f->ready = true;
 	return 0;
@@ -84,9 +74,9 @@ static int teardown(void **state)
 
 	if (f->dir[0] != '\0') {
 		for (int i = 0; i < 3; i++)
-			(void)sh("fsfreeze -u %s 2>/dev/null; umount %s 2>/dev/null", f->mnt[i],
-			         f->mnt[i]);
-		(void)sh("rm -rf %s", f->dir);
+			(void)loopfs_sh("fsfreeze -u %s 2>/dev/null; umount %s 2>/dev/null",
+			                f->mnt[i], f->mnt[i]);
+		(void)loopfs_sh("rm -rf %s", f->dir);
 	}
 	free(f);
 	return 0;
@@ -101,25 +91,10 @@ static struct fixture *need(void **state)
 	return f;
 }
 
-/* Frozen probe that changes nothing: FIFREEZE succeeds only on a thawed fs. */
-static bool is_frozen(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY);
-	bool frozen = false;
-
-	assert_true(fd >= 0);
-	if (ioctl(fd, FIFREEZE, 0) == 0)
-		assert_int_equal(ioctl(fd, FITHAW, 0), 0);
-	else
-		frozen = errno == EBUSY;
-	(void)close(fd);
-	return frozen;
-}
-
 static bool wait_thawed(const char *path, int ms)
 {
 	for (int i = 0; i < ms / 20; i++) {
-		if (!is_frozen(path))
+		if (!loopfs_frozen(path))
 			return true;
 		(void)usleep(20000);
 	}
@@ -169,16 +144,16 @@ static void test_freeze_thaw_journal(void **state)
 	assert_int_equal(st_freeze_set_open(&s, paths, 2, &err), 0);
 	assert_int_equal(st_freeze_set_freeze(s, f->journal, &err), 0);
 	assert_true(st_freeze_set_frozen(s));
-	assert_true(is_frozen(f->mnt[0]));
-	assert_true(is_frozen(f->mnt[1]));
+	assert_true(loopfs_frozen(f->mnt[0]));
+	assert_true(loopfs_frozen(f->mnt[1]));
 	assert_int_equal(stat(f->journal, &st), 0);
 	/* A second freeze of the same set is refused, never doubled. */
 	assert_int_equal(st_freeze_set_freeze(s, f->journal, &err), ST_EINVAL);
 	st_err_clear(&err);
 	assert_int_equal(st_freeze_set_thaw(s, f->journal, &err), 0);
 	assert_false(st_freeze_set_frozen(s));
-	assert_false(is_frozen(f->mnt[0]));
-	assert_false(is_frozen(f->mnt[1]));
+	assert_false(loopfs_frozen(f->mnt[0]));
+	assert_false(loopfs_frozen(f->mnt[1]));
 	assert_int_equal(stat(f->journal, &st), -1);
 	assert_true(st_freeze_set_window_ns(s) > 0);
 	st_freeze_set_free(s);
@@ -197,8 +172,8 @@ static void test_all_or_nothing(void **state)
 	assert_non_null(strstr(err.msg, f->mnt[2]));
 	assert_non_null(strstr(err.msg, "does not support freezing"));
 	assert_false(st_freeze_set_frozen(s));
-	assert_false(is_frozen(f->mnt[0]));
-	assert_false(is_frozen(f->mnt[1]));
+	assert_false(loopfs_frozen(f->mnt[0]));
+	assert_false(loopfs_frozen(f->mnt[1]));
 	assert_int_equal(stat(f->journal, &st), -1);
 	st_freeze_set_free(s);
 }
@@ -218,7 +193,7 @@ static void test_busy(void **state)
 	assert_non_null(strstr(err.msg, "already frozen by someone else"));
 	/* Freeing a set that never froze must not thaw someone else's freeze. */
 	st_freeze_set_free(s);
-	assert_true(is_frozen(f->mnt[1]));
+	assert_true(loopfs_frozen(f->mnt[1]));
 	assert_int_equal(ioctl(fd, FITHAW, 0), 0);
 	(void)close(fd);
 }
@@ -244,11 +219,11 @@ static void test_recover(void **state)
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_int_equal(WEXITSTATUS(status), 0);
-	assert_true(is_frozen(f->mnt[0]));
+	assert_true(loopfs_frozen(f->mnt[0]));
 	assert_int_equal(st_freeze_recover(f->journal, &thawed, &err), 0);
 	assert_int_equal(thawed, 2);
-	assert_false(is_frozen(f->mnt[0]));
-	assert_false(is_frozen(f->mnt[1]));
+	assert_false(loopfs_frozen(f->mnt[0]));
+	assert_false(loopfs_frozen(f->mnt[1]));
 	assert_int_equal(access(f->journal, F_OK), -1);
 	/* No journal: nothing to do. */
 	assert_int_equal(st_freeze_recover(f->journal, &thawed, &err), 0);
@@ -275,12 +250,12 @@ static void test_watchdog_deadline(void **state)
 	assert_int_equal(st_freeze_watchdog_extend(w, 8, st_freeze_now_ns(), &err), ST_EINVAL);
 	st_err_clear(&err);
 	(void)usleep(500000);
-	assert_true(is_frozen(f->mnt[0]));
+	assert_true(loopfs_frozen(f->mnt[0]));
 	p.fd = st_freeze_watchdog_fd(w);
 	p.events = POLLIN;
 	assert_int_equal(poll(&p, 1, 3000), 1);
 	assert_int_equal(st_freeze_watchdog_expired(w), 7);
-	assert_false(is_frozen(f->mnt[0]));
+	assert_false(loopfs_frozen(f->mnt[0]));
 	st_freeze_set_forget(s, NULL);
 	st_freeze_set_free(s);
 	st_freeze_watchdog_free(w);
@@ -304,7 +279,7 @@ static void test_watchdog_disarm(void **state)
 	/* A disarmed watchdog must not thaw a later freeze by someone else. */
 	assert_int_equal(st_freeze_set_freeze(s, NULL, &err), 0);
 	(void)usleep(400000);
-	assert_true(is_frozen(f->mnt[0]));
+	assert_true(loopfs_frozen(f->mnt[0]));
 	assert_int_equal(st_freeze_watchdog_expired(w), 0);
 	assert_int_equal(st_freeze_set_thaw(s, NULL, &err), 0);
 	st_freeze_set_free(s);

@@ -24,59 +24,31 @@
 #include <json-c/json.h>
 
 #include "pkg/snapshot.h"
+#include "tests/unit/loopfs_fixture.h"
 
 struct fixture {
-	char dir[64];
-	char vol[96];
-	char state[96];
-	bool ready;
+	struct loopfs fs;
+	char *vol;
+	char *state;
 };
-
-static int run(const char *fmt, ...) ST_PRINTF(1, 2);
-static int run(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	(void)vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
 
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	char dir[64];
 
 	if (f == NULL)
 		return -1;
 	*state = f;
-	if (geteuid() != 0 || run("command -v mkfs.ext4 >/dev/null") != 0)
-		return 0;
-	(void)snprintf(f->dir, sizeof(f->dir), "/tmp/st-snap-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
-	memcpy(dir, f->dir, sizeof(dir));
-	(void)snprintf(f->vol, sizeof(f->vol), "%s/vol", dir);
-	(void)snprintf(f->state, sizeof(f->state), "%s/state", dir);
-	if (run("mkdir -p %s %s && truncate -s 32M %s/vol.img && mkfs.ext4 -q -F %s/vol.img "
-	        ">/dev/null 2>&1 && mount -o loop %s/vol.img %s && mkdir %s/d && "
-	        "echo hello >%s/d/f && ln -s d/f %s/l",
-	        f->vol, f->state, dir, dir, dir, f->vol, f->vol, f->vol, f->vol) != 0)
-		return -1;
-	f->ready = true;
-	return 0;
+	f->vol = f->fs.vol;
+	f->state = f->fs.state;
+	return loopfs_setup(&f->fs, "mkdir $V/d && echo hello >$V/d/f && ln -s d/f $V/l");
 }
 
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	if (f->dir[0] != '\0')
-		(void)run("for m in $(findmnt -rn -o TARGET | grep '^%s/' | sort -r); do "
-		          "fsfreeze -u $m 2>/dev/null; umount $m; done; rm -rf %s",
-		          f->dir, f->dir);
+	loopfs_teardown(&f->fs);
 	free(f);
 	return 0;
 }
@@ -85,7 +57,7 @@ static struct fixture *need(void **state)
 {
 	struct fixture *f = *state;
 
-	if (!f->ready)
+	if (!f->fs.ready)
 		skip();
 	return f;
 }
@@ -136,19 +108,6 @@ static void test_refusals(void **state)
 	assert_int_equal(st_snapshot_load(&s, f->state, "nope", &err), ST_ENOTFOUND);
 }
 
-static bool frozen(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY);
-	bool busy = false;
-
-	if (ioctl(fd, FIFREEZE, 0) == 0)
-		(void)ioctl(fd, FITHAW, 0);
-	else
-		busy = errno == EBUSY;
-	(void)close(fd);
-	return busy;
-}
-
 static void test_image_without_reflink(void **state)
 {
 	struct fixture *f = need(state);
@@ -160,9 +119,9 @@ static void test_image_without_reflink(void **state)
 	/* The image lives on the ext4 /tmp: FICLONE is refused, nothing is left. */
 	assert_int_equal(st_snapshot_create(&s, &o, &err), ST_EINVAL);
 	assert_non_null(strstr(err.msg, "reflink"));
-	assert_false(frozen(f->vol));
-	(void)snprintf(cmd, sizeof(cmd), "test -z \"$(ls %s | grep 'vol.img.image-')\"", f->dir);
-	assert_int_equal(run("%s", cmd), 0);
+	assert_false(loopfs_frozen(f->vol));
+	(void)snprintf(cmd, sizeof(cmd), "test -z \"$(ls %s | grep 'vol.img.image-')\"", f->fs.dir);
+	assert_int_equal(loopfs_sh("%s", cmd), 0);
 }
 
 static int count_cb(const struct st_snapshot *s, void *payload)
@@ -188,7 +147,7 @@ static void test_copy_lifecycle(void **state)
 	assert_non_null(strstr(s.id, "copy-"));
 	assert_true(s.freeze_ns > 0);
 	assert_string_equal(s.fstype, "ext4");
-	assert_false(frozen(f->vol));
+	assert_false(loopfs_frozen(f->vol));
 	(void)snprintf(path, sizeof(path), "%s/d/f", s.mountpoint);
 	assert_int_equal(access(path, R_OK), 0);
 	assert_int_equal(access(path, W_OK), -1); /* read-only mount */
@@ -258,7 +217,7 @@ static int probe_cut(struct st_snapshot *s, void *ctx, struct st_err *err)
 
 	(void)s;
 	(void)err;
-	p->frozen_during_cut = frozen(p->vol);
+	p->frozen_during_cut = loopfs_frozen(p->vol);
 	return 0;
 }
 
@@ -293,7 +252,7 @@ static void test_external_backend(void **state)
 	o.ops = &ops;
 	assert_int_equal(st_snapshot_create(&s, &o, &err), 0);
 	assert_true(probe.frozen_during_cut);
-	assert_false(frozen(f->vol));
+	assert_false(loopfs_frozen(f->vol));
 	assert_string_equal(s.method, "csi");
 	assert_true(s.freeze_ns >= s.cut_ns);
 	/* The caller already holds the freeze: cut only. */
