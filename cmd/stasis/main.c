@@ -17,6 +17,7 @@
 #include "pkg/cli_bsl.h"
 #include "pkg/cli_install.h"
 #include "pkg/cli_version.h"
+#include "pkg/server.h"
 #include "pkg/util/err.h"
 #include "pkg/util/log.h"
 #include "pkg/x509.h"
@@ -71,6 +72,7 @@ static const struct command commands[] = {
 	  st_cli_bsl_usage },
 	{ "version", st_cli_version_main, "print the client and server versions",
 	  st_cli_version_usage },
+	{ "server", st_server_main, "run the controller", st_server_usage },
 	{ "help", cmd_help, "show help for stasis or one verb", help_usage },
 	{ NULL, NULL, NULL, NULL },
 };
