@@ -554,7 +554,7 @@ static int create_submit(struct st_cli_ctx *ctx, struct json_object *obj, const 
 	int rc;
 
 	st_cli_gvr_backup(&gvr);
-	if ((rc = st_cli_connect(ctx)) < 0)
+	if (st_cli_connect(ctx) < 0)
 		return ST_CLI_EXIT_FAIL;
 	rc = st_kube_create(&res, ctx->client, &gvr, ctx->ns, obj, &http, &err);
 	json_object_put(res);

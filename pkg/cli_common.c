@@ -81,6 +81,8 @@ bool st_cli_valid_name(const char *s)
 
 int st_cli_common_option(struct st_cli_ctx *ctx, int c, const char *arg)
 {
+	if (arg == NULL) /* only the options below that take an argument use it */
+		arg = "";
 	switch (c) {
 	case ST_CLI_OPT_KUBECONFIG:
 		ctx->kubeconfig = arg;
@@ -336,7 +338,7 @@ static int replace(struct st_kube_client *c, const struct st_kube_gvr *gvr, cons
 	if ((rc = st_kube_get(&cur, c, gvr, ns, name, http, err)) < 0)
 		goto out;
 	rv = st_json_get_str(st_json_get_obj(cur, "metadata"), "resourceVersion");
-	if ((rc = json_object_deep_copy(obj, &copy, NULL)) != 0) {
+	if (json_object_deep_copy(obj, &copy, NULL) != 0) {
 		rc = ST_ENOMEM;
 		goto out;
 	}

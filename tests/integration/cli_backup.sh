@@ -25,7 +25,7 @@ if [ ! -d "$STASIS_ROOT/manifests/crds" ]; then
 fi
 
 work=$(mktemp -d /tmp/st-cli-XXXXXX)
-standin= waiter= server=
+standin='' waiter='' server=''
 cleanup() {
 	stop_pid "$waiter"
 	stop_pid "$server"
@@ -61,10 +61,11 @@ requests() { curl -s --cacert "$work/ca.crt" -H "Authorization: Bearer $token" "
 printf '[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = wJalrXUtnFEMI\n' \
 	>"$work/creds"
 install_flags=(--provider aws --bucket velero --prefix cluster1
-	--backup-location-config region=minio,s3Url=http://127.0.0.1:9,s3ForcePathStyle=true
+	--backup-location-config 'region=minio,s3Url=http://127.0.0.1:9,s3ForcePathStyle=true'
 	--secret-file "$work/creds" --image reg.example/stasis:t1)
 
 # ---- install --dry-run ---------------------------------------------------------------------
+tmp_before=$(find /tmp -maxdepth 1 -name 'stasis-install-*' | sort)
 before=$(requests | $PY -c 'import json,sys; print(sum(v for k,v in json.load(sys.stdin)["byVerb"].items() if k in ("create","update","patch","delete")))')
 st install --dry-run -o yaml "${install_flags[@]}" >"$work/dry.yaml" 2>"$work/dry.err" ||
 	fail "install --dry-run -o yaml"
@@ -136,9 +137,8 @@ EOF
 after=$(requests | $PY -c 'import json,sys; print(sum(v for k,v in json.load(sys.stdin)["byVerb"].items() if k in ("create","update","patch","delete")))')
 [ "$before" = "$after" ] || fail "--dry-run wrote to the API ($before -> $after writes)"
 [ ! -e "$HOME/.stasis" ] || fail "--dry-run left a certificate directory"
-ls /tmp | grep -q "^stasis-install-" && ls -d /tmp/stasis-install-* | while read -r d; do
-	[ "$d" -ot "$work/dry.yaml" ] || fail "--dry-run left $d"
-done
+[ "$(find /tmp -maxdepth 1 -name 'stasis-install-*' | sort)" = "$tmp_before" ] ||
+	fail "--dry-run left a temporary certificate directory in /tmp"
 
 # ---- install, twice ------------------------------------------------------------------------
 st install "${install_flags[@]}" >"$work/install1.out" 2>"$work/install1.err" ||

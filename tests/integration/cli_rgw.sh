@@ -27,7 +27,7 @@ fi
 work=$(mktemp -d /tmp/st-clirgw-XXXXXX)
 rgw=$work/rgw
 mkdir -p "$rgw"
-standin= server= waiter=
+standin='' server='' waiter=''
 cleanup() {
 	stop_pid "$waiter"
 	stop_pid "$server" 10
