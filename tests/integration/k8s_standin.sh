@@ -749,6 +749,43 @@ status(*call("GET", "/apis/example.com/v1/widgets"), 404, "NotFound")
 ' || fail "CRD deletion"
 k api-resources | grep -q '^widgets ' && fail "widgets still in api-resources"
 
+# --- structural schemas: pruning and defaulting of custom resources -------------------------------
+py '
+import time
+crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+       "metadata": {"name": "gadgets.example.com"},
+       "spec": {"group": "example.com", "scope": "Cluster",
+                "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                "versions": [{"name": "v1beta1", "served": True, "storage": False,
+                              "schema": {"openAPIV3Schema": {"type": "object",
+                                                             "x-kubernetes-preserve-unknown-fields": True}}},
+                             {"name": "v1", "served": True, "storage": True,
+                              "subresources": {"status": {}},
+                              "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                                  "spec": {"type": "object", "properties": {
+                                      "size": {"type": "integer", "default": 1},
+                                      "tags": {"type": "array", "items": {"type": "object", "properties": {"k": {"type": "string"}}}},
+                                      "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                                      "labels": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                                  "status": {"type": "object", "properties": {"phase": {"type": "string"}}}}}}}]}}
+ok(*call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd), 201)
+bad = dict(crd, metadata={"name": "gizmos.example.com"})
+status(*call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", bad), 422, "Invalid")
+g = ok(*call("GET", "/apis/example.com"), 200)
+assert g["preferredVersion"]["version"] == "v1" and [v["version"] for v in g["versions"]] == ["v1", "v1beta1"], g
+o = ok(*call("POST", "/apis/example.com/v1/gadgets", {"metadata": {"name": "g1"}, "spec": {
+    "extra": 1, "tags": [{"k": "a", "x": 2}], "free": {"any": {"thing": 1}}, "labels": {"a": "b"}},
+    "top": 3, "status": {"phase": "X"}}), 201)
+assert o["spec"] == {"size": 1, "tags": [{"k": "a"}], "free": {"any": {"thing": 1}}, "labels": {"a": "b"}}, o
+assert "top" not in o and "status" not in o, o
+s = ok(*call("PATCH", "/apis/example.com/v1/gadgets/g1/status", {"status": {"phase": "Up", "junk": 1}},
+             "application/merge-patch+json"), 200)
+assert s["status"] == {"phase": "Up"}, s
+# the other version serves the same objects under its own apiVersion
+o = ok(*call("GET", "/apis/example.com/v1beta1/gadgets/g1"), 200)
+assert o["apiVersion"] == "example.com/v1beta1" and o["spec"]["size"] == 1, o
+' || fail "structural schemas"
+
 # --- client certificates, state file and hooks (second instance) -------------------------------------
 start_standin 2 --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" --client-ca "$work/ca.crt" \
 	--state-file "$work/state.json" --kubeconfig-out "$work/kc2" --kubeconfig-ca "$work/ca.crt" \

@@ -232,7 +232,7 @@ class ResourceType:
 
     def __init__(self, group, version, plural, kind, namespaced, singular=None, short=(),
                  categories=(), subresources=(), columns=None, fields=None, crd=None,
-                 verbs=None):
+                 verbs=None, schema=None):
         self.group = group
         self.version = version
         self.plural = plural
@@ -245,6 +245,7 @@ class ResourceType:
         self.columns = columns
         self.fields = {"metadata.name", "metadata.namespace"} | set(fields or ())
         self.crd = crd  # name of the CRD that defines it, or None
+        self.schema = schema  # openAPIV3Schema of a CRD version
         self.verbs = verbs or ALL_VERBS
         self.generation = group in GENERATION_GROUPS or crd is not None
 
@@ -390,11 +391,12 @@ def types_from_crd(crd):
                                priority=c.get("priority", 0), desc=c.get("description", ""),
                                fmt=c.get("format", "")))
         fields = [f.get("jsonPath", "").lstrip(".") for f in v.get("selectableFields") or []]
+        schema = ((v.get("schema") or spec.get("validation") or {}).get("openAPIV3Schema"))
         out.append(ResourceType(group, v.get("name"), plural, kind, scope == "Namespaced",
                                 singular=names.get("singular") or kind.lower(),
                                 short=names.get("shortNames") or [],
                                 categories=names.get("categories") or [], subresources=subs,
-                                columns=columns, fields=fields, crd=name))
+                                columns=columns, fields=fields, crd=name, schema=schema))
     return out
 
 

@@ -17,6 +17,7 @@ import uuid
 
 import kpatch
 import kresources
+import kschema
 import kselect
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -114,7 +115,9 @@ Event = collections.namedtuple("Event", "rv key type obj old")
 
 
 class Store:
-    def __init__(self, history=2000, with_stasis=True, namespace_delay=0.2, state_file=None):
+    def __init__(self, history=2000, with_stasis=True, namespace_delay=0.2, state_file=None,
+                 schemas=True):
+        self.schemas = schemas
         self.cond = threading.Condition(threading.RLock())
         self.rv = 1
         self.history = collections.deque()
@@ -415,6 +418,8 @@ class Store:
                 obj.pop("status", None)
             self._defaults(rt, obj)
             obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+            if rt.schema and self.schemas:
+                obj = kschema.prune_and_default(obj, rt.schema)
             if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
                 self._validate_crd(rt, obj)
                 self._crd_status(obj)
@@ -470,6 +475,8 @@ class Store:
                     for k, v in sd.items():
                         new.setdefault("data", {})[k] = base64.b64encode(str(v).encode()).decode()
             new["apiVersion"], new["kind"] = rt.api_version, rt.kind
+            if rt.schema and self.schemas:
+                new = kschema.prune_and_default(new, rt.schema)
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
             if rt.generation and _spec_part(new, rt) != _spec_part(old, rt):
                 new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1

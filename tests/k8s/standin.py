@@ -697,6 +697,8 @@ def parse_args(argv):
                    help="seconds between BOOKMARK events on watches that allow them")
     p.add_argument("--no-stasis-types", action="store_true",
                    help="do not serve stasis.io without its CRDs")
+    p.add_argument("--no-schemas", action="store_true",
+                   help="store custom resources as sent (no pruning or defaulting)")
     p.add_argument("--on-create", action="append", default=[], metavar="RESOURCE=CMD")
     p.add_argument("--on-update", action="append", default=[], metavar="RESOURCE=CMD")
     p.add_argument("--on-delete", action="append", default=[], metavar="RESOURCE=CMD")
@@ -718,7 +720,8 @@ def parse_args(argv):
 def main(argv):
     opts = parse_args(argv)
     store = kstore.Store(history=opts.watch_history, with_stasis=not opts.no_stasis_types,
-                         namespace_delay=opts.namespace_delay, state_file=opts.state_file)
+                         namespace_delay=opts.namespace_delay, state_file=opts.state_file,
+                         schemas=not opts.no_schemas)
     srv = Server((opts.addr, opts.port), Handler)
     srv.opts = opts
     srv.store = store
