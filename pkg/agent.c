@@ -340,10 +340,29 @@ static void end_cycle(struct st_agent *a)
 	a->set = NULL;
 }
 
+static void check_expiry(struct st_agent *a);
+
 static void do_thaw(struct st_agent *a, const char *who, struct reply *r)
 {
 	struct st_err err = ST_ERR_INIT;
 
+	/*
+	 * A thaw that arrives after the deadline cannot know whether the freeze
+	 * held until its cut: the watchdog may have thawed first (its report may
+	 * still be in flight). Treat it as the auto-thaw it is.
+	 */
+	check_expiry(a);
+	if (a->set != NULL && st_freeze_now_ns() >= a->deadline_ns) {
+		if (st_freeze_set_thaw(a->set, a->journal, &err) < 0) {
+			st_metrics_add(a->metrics, M_FAIL, "op=\"thaw\"", 1);
+			reply_error(r, 500, "%s", st_err_text(&err));
+			return;
+		}
+		(void)st_freeze_watchdog_disarm(a->wd, a->gen, NULL);
+		st_metrics_add(a->metrics, M_AUTO, NULL, 1);
+		a->auto_thawed_gen = a->gen;
+		end_cycle(a);
+	}
 	if (a->set == NULL) {
 		if (a->auto_thawed_gen != 0) {
 			reply_error(r, 409,

@@ -126,6 +126,12 @@ static void test_api(void **state)
 	assert_int_equal(access(journal, F_OK), -1);
 	expect(a, "POST", "/v1/thaw", NULL, 200, "\"thawed\":false");
 	expect(a, "GET", "/metrics", NULL, 200, "stasis_agent_freeze_window_seconds_count 1");
+	/* A thaw after the deadline cannot vouch for the freeze: 409, and thawed. */
+	expect(a, "POST", "/v1/freeze", "{\"deadlineSeconds\":1}", 200, NULL);
+	(void)usleep(1100000);
+	expect(a, "POST", "/v1/thaw", NULL, 409, "outlived its deadline");
+	assert_false(loopfs_frozen(f->vol));
+	expect(a, "GET", "/v1/status", NULL, 200, "\"autoThaws\":1");
 	/* Freeing the agent while frozen thaws (the shutdown path). */
 	expect(a, "POST", "/v1/freeze", "{}", 200, NULL);
 	assert_true(loopfs_frozen(f->vol));
