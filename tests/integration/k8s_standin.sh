@@ -20,7 +20,8 @@ if ! command -v kubectl >/dev/null 2>&1; then
 fi
 
 work=$(mktemp -d /tmp/st-k8s-XXXXXX)
-standin= standin2= standin3= watcher= watcher2= whk=
+standin='' standin2='' standin3='' watcher='' watcher2='' whk=''
+url1='' url2='' url3=''
 cleanup() {
 	stop_pid "$whk"
 	stop_pid "$watcher"
@@ -55,7 +56,7 @@ start_standin() {
 	*) standin3=$! ;;
 	esac
 	wait_for_log "$work/standin$n.out" "^standin listening on " 15 || fail "instance $n did not start"
-	eval "url$n=$(sed -n 's/^standin listening on //p' "$work/standin$n.out")"
+	printf -v "url$n" '%s' "$(sed -n 's/^standin listening on //p' "$work/standin$n.out")"
 }
 
 # The webhook server (see "mutating admission webhooks" below), with a certificate for its
@@ -375,7 +376,7 @@ wait_for_log "$work/watch.json" '"DELETED"' 10 || fail "watch did not see the de
 wait_for_log "$work/watch.txt" '^extra .*' 10 || fail "table watch did not see extra"
 stop_pid "$watcher"
 stop_pid "$watcher2"
-watcher= watcher2=
+watcher='' watcher2=''
 $PY - "$work/watch.json" <<'EOF' || fail "kubectl watch events: $(cat "$work/watch.json")"
 import json, sys
 text = open(sys.argv[1]).read()
