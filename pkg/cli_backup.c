@@ -55,6 +55,7 @@ static const char create_usage[] =
         "  --storage-location NAME       backup storage location (default: the default one)\n"
         "  --snapshot-volumes[=true|false]  take volume snapshots\n"
         "  --volume-snapshot-method csi|none\n"
+        "  --labels K=V,...              labels of the Backup object itself\n"
         "  --wait                        wait for the backup to finish, showing progress;\n"
         "                                exit status 0 only when it Completed\n"
         "  --timeout DURATION            bound of --wait (default: none)\n"
@@ -347,6 +348,7 @@ static int flush_buf(struct st_buf *b)
 /* Options of `backup create`, gathered before the object is built. */
 struct create_args {
 	struct json_object *spec;
+	struct json_object *labels; /* --labels, NULL when none */
 	bool wait;
 	int64_t ttl;
 	int64_t timeout;
@@ -367,6 +369,7 @@ enum {
 	OPT_DETAILS,
 	OPT_CREDS,
 	OPT_CONFIRM,
+	OPT_LABELS,
 };
 
 static int add_list(struct json_object *spec, const char *key, const char *arg)
@@ -433,13 +436,14 @@ static int create_option(void *payload, int c, const char *arg)
 		return 0;
 	case OPT_TIMEOUT:
 		return st_cli_duration_parse(&a->timeout, arg);
+	case OPT_LABELS:
+		return st_cli_parse_map(&a->labels, arg);
 	default:
 		return ST_EINVAL;
 	}
 }
 
-static struct json_object *new_backup(const char *name, const char *ns, struct json_object *spec,
-                                      int64_t ttl)
+static struct json_object *new_backup(const char *name, const char *ns, const struct create_args *a)
 {
 	struct json_object *o = json_object_new_object();
 	struct json_object *meta = json_object_new_object();
@@ -449,10 +453,12 @@ static struct json_object *new_backup(const char *name, const char *ns, struct j
 	st_json_add_str(o, "kind", "Backup");
 	st_json_add_str(meta, "name", name);
 	st_json_add_str(meta, "namespace", ns);
+	if (a->labels != NULL)
+		json_object_object_add(meta, "labels", json_object_get(a->labels));
 	json_object_object_add(o, "metadata", meta);
-	st_cli_duration_format(buf, sizeof(buf), ttl);
-	st_json_add_str(spec, "ttl", buf);
-	json_object_object_add(o, "spec", json_object_get(spec));
+	st_cli_duration_format(buf, sizeof(buf), a->ttl);
+	st_json_add_str(a->spec, "ttl", buf);
+	json_object_object_add(o, "spec", json_object_get(a->spec));
 	return o;
 }
 
@@ -592,6 +598,7 @@ static int backup_create(struct st_cli_ctx *ctx, int argc, char **argv)
 		{ "volume-snapshot-method", required_argument, NULL, OPT_METHOD },
 		{ "wait", no_argument, NULL, OPT_WAIT },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "labels", required_argument, NULL, OPT_LABELS },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct create_args a = { .spec = json_object_new_object(), .ttl = DEFAULT_TTL_SECS };
@@ -617,7 +624,7 @@ static int backup_create(struct st_cli_ctx *ctx, int argc, char **argv)
 		              name);
 		goto out;
 	}
-	obj = new_backup(name, ctx->ns, a.spec, a.ttl);
+	obj = new_backup(name, ctx->ns, &a);
 	if (ctx->output_set && ctx->output != ST_CLI_OUTPUT_TABLE) {
 		rc = st_cli_output_object(&out, obj, ctx->output) < 0 || flush_buf(&out) < 0
 		             ? ST_CLI_EXIT_FAIL
@@ -636,6 +643,7 @@ static int backup_create(struct st_cli_ctx *ctx, int argc, char **argv)
 out:
 	json_object_put(obj);
 	json_object_put(a.spec);
+	json_object_put(a.labels);
 	st_buf_dispose(&out);
 	return rc;
 }

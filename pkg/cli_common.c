@@ -189,6 +189,11 @@ int st_cli_fetch(struct st_cli_ctx *ctx, const struct st_kube_gvr *gvr, const ch
 		(void)snprintf(msg, sizeof(msg), "list %ss", what);
 		if (rc < 0)
 			st_cli_kube_error(ctx, msg, rc, &err);
+		if (rc == ST_ENOTFOUND)
+			fprintf(stderr,
+			        "  the API server does not serve %s.%s/%s; is stasis installed? "
+			        "(stasis install -n %s)\n",
+			        gvr->resource, gvr->group, gvr->version, ctx->ns);
 		return rc;
 	}
 	for (i = 0; i < n; i++) {

@@ -141,6 +141,9 @@ after=$(requests | $PY -c 'import json,sys; print(sum(v for k,v in json.load(sys
 	fail "--dry-run left a temporary certificate directory in /tmp"
 
 # ---- install, twice ------------------------------------------------------------------------
+st backup get >/dev/null 2>"$work/noinstall.err" && fail "backup get before install succeeded"
+grep -q "is stasis installed? (stasis install -n stasis)" "$work/noinstall.err" ||
+	fail "no hint before install: $(cat "$work/noinstall.err")"
 st install "${install_flags[@]}" >"$work/install1.out" 2>"$work/install1.err" ||
 	fail "install: $(cat "$work/install1.out")"
 grep -q "^BackupStorageLocation/default: created$" "$work/install1.out" || fail "install output"
@@ -201,7 +204,7 @@ st backup create b-print --include-namespaces test -o yaml >"$work/print.yaml" |
 k -n stasis get backup b-print >/dev/null 2>&1 && fail "create -o yaml created the backup"
 st backup create b1 --include-namespaces test,db --exclude-resources events \
 	--selector 'app=nginx,tier in (db,web)' --ttl 24h --storage-location local \
-	--include-cluster-resources=false --snapshot-volumes >"$work/create.out" ||
+	--include-cluster-resources=false --snapshot-volumes --labels team=db >"$work/create.out" ||
 	fail "backup create"
 grep -q 'Backup request "b1" submitted successfully.' "$work/create.out" || fail "create output"
 st backup create b1 >/dev/null 2>"$work/dup.err" && fail "duplicate backup accepted"
@@ -233,10 +236,16 @@ assert o["kind"]=="List" and [i["metadata"]["name"] for i in o["items"]]==["b1"]
 st backup get -o json | $PY -c '
 import json,sys; o=json.load(sys.stdin); assert o["kind"]=="List" and len(o["items"])==1' ||
 	fail "get -o json"
+st backup create b-other --labels team=web >/dev/null || fail "create b-other"
+[ "$(st backup get -l team=db | awk 'NR > 1 {print $1}')" = b1 ] || fail "get -l team=db"
+[ "$(st backup get --selector 'team in (db,web)' | awk 'NR > 1 {print $1}' | sort | tr '\n' ' ')" = "b-other b1 " ] ||
+	fail "get --selector in"
+[ "$(st backup get -l team=none | wc -l)" = 1 ] || fail "get -l with no match"
+k -n stasis delete backup b-other >/dev/null
 st backup get nope >/dev/null 2>"$work/nope.err" && fail "get of a missing backup succeeded"
 grep -q "backup nope not found in namespace stasis" "$work/nope.err" || fail "not-found message"
 st backup describe b1 >"$work/describe.out" || fail "describe"
-for want in "Name:         b1" "Phase:  New" "  Included:  test,db" "  Excluded:        events" \
+for want in "Name:         b1" "Labels:       team=db" "Phase:  New" "  Included:  test,db" "  Excluded:        events" \
 	"  Cluster-scoped:  excluded" "Label selector:  app=nginx,tier in (db,web)" \
 	"Storage Location:  local" "TTL:  24h0m0s"; do
 	grep -qxF "$want" "$work/describe.out" || fail "describe lacks '$want'"
