@@ -16,7 +16,7 @@ static struct st_log_ratelimit bad_request_rl = ST_LOG_RATELIMIT_INIT(5);
 void st_webhook_init(struct st_webhook *wh, const struct st_webhook_config *cfg)
 {
 	wh->cfg = cfg;
-	wh->ready = false;
+	atomic_init(&wh->ready, false);
 	wh->metrics = st_metrics_new();
 	st_metrics_declare(wh->metrics, "stasis_webhook_requests_total",
 	                   "HTTP requests by path and status code.", ST_METRIC_COUNTER, NULL, 0);
@@ -144,8 +144,8 @@ int st_webhook_handle(struct st_httpd_response *resp, const struct st_httpd_requ
 	if (strcmp(req->path, "/healthz") == 0)
 		return reply(resp, 200, "text/plain", "ok\n");
 	if (strcmp(req->path, "/readyz") == 0)
-		return wh->ready ? reply(resp, 200, "text/plain", "ready\n")
-		                 : reply(resp, 503, "text/plain", "not ready\n");
+		return atomic_load(&wh->ready) ? reply(resp, 200, "text/plain", "ready\n")
+		                               : reply(resp, 503, "text/plain", "not ready\n");
 	if (strcmp(req->path, "/metrics") == 0) {
 		struct st_buf b = ST_BUF_INIT(4u << 20);
 

@@ -8,6 +8,7 @@
 #ifndef ST_WEBHOOK_SERVER_H
 #define ST_WEBHOOK_SERVER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "pkg/httpd.h"
@@ -17,7 +18,7 @@
 struct st_webhook {
 	const struct st_webhook_config *cfg; /* borrowed, immutable */
 	struct st_metrics *metrics;          /* owned */
-	volatile bool ready;                 /* false while starting and draining */
+	atomic_bool ready;                   /* false while starting and draining */
 };
 
 /* Declares the metric families; cfg is borrowed for the server's lifetime. */

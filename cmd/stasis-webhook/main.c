@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,12 +130,12 @@ static int serve(const struct st_webhook_config *cfg)
 		st_webhook_dispose(&wh);
 		return 1;
 	}
-	wh.ready = true;
+	atomic_store(&wh.ready, true);
 	st_log_info("stasis-webhook %s serving https://%s:%u (%zu rules, image %s)", STASIS_VERSION,
 	            host, st_httpd_port(h), cfg->nrules, cfg->image);
 	(void)sigwait(&set, &sig);
 	st_log_info("received %s, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-	wh.ready = false;
+	atomic_store(&wh.ready, false);
 	st_httpd_stop(h);
 	st_webhook_dispose(&wh);
 	st_log_info("stopped");

@@ -10,7 +10,7 @@ work=$(mktemp -d /tmp/st-webhook-XXXXXX)
 pid=
 cleanup() {
 	stop_pid "$pid"
-	rm -rf "$work"
+	[ -n "${STASIS_KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
 
