@@ -176,8 +176,8 @@ static struct json_object *new_lease(const struct server *srv)
 static void claim(struct json_object *lease, const char *identity, bool transition)
 {
 	struct json_object *spec = st_json_get_obj(lease, "spec");
-	const char *prev = st_json_get_str(spec, "holderIdentity");
-	bool had_holder = prev != NULL && prev[0] != '\0';
+	/* As client-go counts: every change of holder but the Lease's creation. */
+	bool existed = st_json_get_str(spec, "holderIdentity") != NULL;
 	int n = json_object_get_int(st_json_get(spec, "leaseTransitions"));
 	char ts[40];
 
@@ -185,7 +185,7 @@ static void claim(struct json_object *lease, const char *identity, bool transiti
 	if (transition) {
 		st_json_add_str(spec, "acquireTime", ts);
 		json_object_object_add(spec, "leaseTransitions",
-		                       json_object_new_int(had_holder ? n + 1 : n));
+		                       json_object_new_int(existed ? n + 1 : 0));
 	}
 	st_json_add_str(spec, "holderIdentity", identity);
 	json_object_object_add(spec, "leaseDurationSeconds", json_object_new_int(LEASE_DURATION_S));
@@ -232,7 +232,11 @@ static int try_lease(struct server *srv, struct st_err *err)
 		json_object_object_add(lease, "spec", json_object_new_object());
 	claim(lease, srv->identity, !mine);
 	rc = st_kube_update(&out, srv->c, &srv->leases, srv->ns, lease, &http, err);
-	rc = rc == 0 ? 1 : (http == 409 ? 0 : rc);
+	/*
+	 * A conflict while taking over means another replica won. While renewing it
+	 * only means the Lease changed since our read: the next attempt reads again.
+	 */
+	rc = rc == 0 ? 1 : (http == 409 && !mine ? 0 : rc);
 out:
 	json_object_put(lease);
 	json_object_put(out);
