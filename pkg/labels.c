@@ -135,7 +135,7 @@ static char *read_word(const char **p)
 {
 	const char *s = *p;
 
-	while (isalnum((unsigned char)**p) || strchr("-_./", **p) != NULL)
+	while (isalnum((unsigned char)**p) || (**p != '\0' && strchr("-_./", **p) != NULL))
 		(*p)++;
 	if (*p == s)
 		return NULL;

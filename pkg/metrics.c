@@ -100,7 +100,7 @@ static struct series *find(struct st_metrics *m, const char *name, const char *l
 	for (size_t i = 0; i < f->nseries; i++)
 		if (strcmp(f->series[i].labels, labels) == 0)
 			return &f->series[i];
-	if (f->nseries == MAX_SERIES - 1) {
+	if (f->nseries >= MAX_SERIES - 1) {
 		labels = "overflow=\"true\"";
 		for (size_t i = 0; i < f->nseries; i++)
 			if (strcmp(f->series[i].labels, labels) == 0)

@@ -43,7 +43,7 @@ int st_json_parse(struct json_object **out, const char *data, size_t len, size_t
 	if (json_tokener_get_parse_end(tok) < len) {
 		size_t end = json_tokener_get_parse_end(tok);
 
-		while (end < len && strchr(" \t\r\n", data[end]) != NULL)
+		while (end < len && data[end] != '\0' && strchr(" \t\r\n", data[end]) != NULL)
 			end++;
 		if (end < len) {
 			rc = st_err_set(err, ST_EINVAL,

@@ -64,6 +64,10 @@ static void test_json_parse_errors(void **state)
 	memset(deep, '[', sizeof(deep));
 	assert_int_equal(st_json_parse(&o, deep, sizeof(deep), 1000, "deep", &err), ST_EINVAL);
 	st_err_clear(&err);
+	/* A NUL after the document is data, not whitespace. */
+	assert_int_equal(st_json_parse(&o, "{} \0", 4, 100, "nul", &err), ST_EINVAL);
+	assert_non_null(strstr(err.msg, "byte 3"));
+	st_err_clear(&err);
 	assert_int_equal(st_json_parse(&o, "{\"p\":\"/a/b\"} \n", 14, 100, "ok", &err), 0);
 	assert_string_equal(st_json_to_string(o, NULL), "{\"p\":\"/a/b\"}");
 	assert_string_equal(st_json_get_str(o, "p"), "/a/b");
