@@ -323,6 +323,10 @@ st --help >/dev/null 2>&1 || true
 "$stasis" backup get --kubeconfig "$work/kc-down" >/dev/null 2>"$work/down.err" && fail "down server accepted"
 grep -q "https://127.0.0.1:$port (context standin" "$work/down.err" ||
 	fail "unreachable message: $(cat "$work/down.err")"
+[ "$(st backup get --context standin --kubeconfig "$KUBECONFIG" b2 | awk 'NR == 2 {print $1}')" = b2 ] ||
+	fail "explicit --kubeconfig and --context"
+[ "$(st backup get -n default | wc -l)" = 1 ] || fail "-n default should list no backups"
+[ "$(STASIS_NAMESPACE=default st backup get | wc -l)" = 1 ] || fail "STASIS_NAMESPACE"
 st backup get --context nosuch >/dev/null 2>"$work/ctx.err" && fail "unknown context accepted"
 grep -q "nosuch" "$work/ctx.err" || fail "unknown context message: $(cat "$work/ctx.err")"
 
