@@ -502,6 +502,23 @@ ok(*call("GET", "/api/v1/namespaces/demo/configmaps/held"), 200)
 ok(*call("PATCH", "/api/v1/namespaces/demo/configmaps/held", {"metadata": {"finalizers": None}},
          "application/merge-patch+json"), 200)
 status(*call("GET", "/api/v1/namespaces/demo/configmaps/held"), 404, "NotFound")
+# ownerReferences: dependents go with their last owner, or are released with Orphan
+def mk(name, owners=()):
+    md = {"name": name}
+    if owners:
+        md["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap", "name": o["metadata"]["name"],
+                                  "uid": o["metadata"]["uid"]} for o in owners]
+    return ok(*call("POST", "/api/v1/namespaces/demo/configmaps", {"metadata": md}), 201)
+o1, o2, o3 = mk("owner-1"), mk("owner-2"), mk("owner-3")
+mk("dep-a", [o1]); mk("dep-b", [o1, o2]); mk("dep-c", [o3])
+ok(*call("DELETE", "/api/v1/namespaces/demo/configmaps/owner-1"), 200)
+status(*call("GET", "/api/v1/namespaces/demo/configmaps/dep-a"), 404, "NotFound")
+b = ok(*call("GET", "/api/v1/namespaces/demo/configmaps/dep-b"), 200)
+ok(*call("DELETE", "/api/v1/namespaces/demo/configmaps/owner-2"), 200)
+status(*call("GET", "/api/v1/namespaces/demo/configmaps/dep-b"), 404, "NotFound")
+ok(*call("DELETE", "/api/v1/namespaces/demo/configmaps/owner-3", {"propagationPolicy": "Orphan"}), 200)
+c = ok(*call("GET", "/api/v1/namespaces/demo/configmaps/dep-c"), 200)
+assert "ownerReferences" not in c["metadata"], c
 # Table and metadata-only forms
 t = ok(*call("GET", "/api/v1/namespaces/demo/configmaps", accept="application/json;as=Table;v=v1;g=meta.k8s.io"), 200)
 assert t["kind"] == "Table" and t["apiVersion"] == "meta.k8s.io/v1", t

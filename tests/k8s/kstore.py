@@ -494,6 +494,7 @@ class Store:
             if nmd.get("deletionTimestamp") and not nmd.get("finalizers"):
                 del self.objects[rt.key][(ns or "", name)]
                 self._emit("DELETED", rt.key, new, old)
+                self._collect_garbage(nmd.get("uid"), None)
                 return self._render(rt, new)
             self.objects[rt.key][(ns or "", name)] = new
             if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
@@ -563,16 +564,49 @@ class Store:
                 self.objects[rt.key][(ns or "", name)] = new
                 self._emit("MODIFIED", rt.key, new, old)
                 return self._render(rt, new)
-            return self._remove(rt, ns, name)
+            return self._remove(rt, ns, name, opts.get("propagationPolicy"))
 
-    def _remove(self, rt, ns, name):
+    def _remove(self, rt, ns, name, policy=None):
         old = self.objects[rt.key].pop((ns or "", name))
         gone = copy.deepcopy(old)
         gone["metadata"]["resourceVersion"] = str(self._next_rv())
         self._emit("DELETED", rt.key, gone, old)
         if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
             self._unregister_crd(name, delete_objects=True)
+        self._collect_garbage(old["metadata"].get("uid"), policy)
         return self._render(rt, gone)
+
+    def _collect_garbage(self, uid, policy):
+        """Dependents of a deleted owner: deleted when none of their owners is
+        left (Background/Foreground), or released from it (Orphan). Done at
+        once, where a real cluster's garbage collector does it soon after."""
+        if not uid:
+            return
+        live = None
+        for key in list(self.objects):
+            for (ons, oname), obj in list(self.objects[key].items()):
+                refs = obj["metadata"].get("ownerReferences") or []
+                if not any(r.get("uid") == uid for r in refs):
+                    continue
+                rt = next((t for t in self.types.values() if t.key == key), None)
+                if rt is None:
+                    continue
+                if policy == "Orphan":
+                    new = copy.deepcopy(obj)
+                    new["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
+                    if not new["metadata"]["ownerReferences"]:
+                        del new["metadata"]["ownerReferences"]
+                    new["metadata"]["resourceVersion"] = str(self._next_rv())
+                    self.objects[key][(ons, oname)] = new
+                    self._emit("MODIFIED", key, new, obj)
+                    continue
+                if live is None:
+                    live = {o["metadata"].get("uid") for objs in self.objects.values()
+                            for o in objs.values()}
+                if any(r.get("uid") in live for r in refs if r.get("uid") != uid):
+                    continue
+                if (ons, oname) in self.objects[key]:
+                    self.delete(rt, ons or None, oname, {"propagationPolicy": "Background"})
 
     def _delete_namespace(self, rt, old):
         name = old["metadata"]["name"]
