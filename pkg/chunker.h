@@ -3,8 +3,8 @@
  *
  * A gear hash rolls over the data (h = (h << 1) + gear[byte]); a cut is made
  * where the hash's top bits are all zero. Normalized chunking uses a harder
- * mask before the average size and an easier one after it, which narrows the
- * size distribution around the average. Nothing is hashed before the
+ * mask before the average size and an easier one after it (one bit each way),
+ * which narrows the size distribution around the average. Nothing is hashed before the
  * minimum size, which is where most of the speed comes from. The gear table
  * is derived from a per-repository seed so that chunk boundaries (and thus
  * chunk sizes) do not reveal file contents across repositories.

@@ -43,7 +43,7 @@ echo "sparse file blocks: source $src_blocks restored $dst_blocks"
 
 # Incremental: change ~1% of the bytes of a bigger tree, back up again.
 mkdir -p "$WORK/inc"
-head -c $((256 * 1024 * 1024)) /dev/urandom >"$WORK/inc/big"
+head -c $((384 * 1024 * 1024)) /dev/urandom >"$WORK/inc/big"
 for i in $(seq 1 200); do seq "$i" 5000 >"$WORK/inc/small-$i"; done
 "$AGENT" backup "$WORK/inc" --repo "$R" --json >/dev/null
 total=$(du -sb --apparent-size "$WORK/inc" | cut -f1)
