@@ -882,6 +882,30 @@ static int certs_dir(char *buf, size_t size, const struct install_args *a, const
 	return mkdir_p(buf);
 }
 
+/*
+ * A CA other than the one already in the cluster cuts off every agent that
+ * trusts the old one until its pod restarts: say so before replacing it.
+ */
+static void warn_ca_change(struct st_cli_ctx *ctx, const char *ca_b64, const char *dir)
+{
+	struct json_object *secret = NULL;
+	struct st_kube_gvr gvr;
+	const char *cur;
+
+	if (st_kube_gvr_set(&gvr, "", "v1", "secrets", "Secret", true) < 0 ||
+	    st_kube_get(&secret, ctx->client, &gvr, ctx->ns, "stasis-webhook-tls", NULL, NULL) < 0)
+		return; /* a first install, or unreadable: nothing to compare */
+	cur = st_json_get_str(st_json_get_obj(secret, "data"), "ca.crt");
+	if (cur != NULL && strcmp(cur, ca_b64) != 0)
+		fprintf(stderr,
+		        "stasis install: warning: the cluster's CA (secret %s/stasis-webhook-tls) "
+		        "is not the one in %s; it is replaced, and agents that trust the old CA "
+		        "refuse the controller until their pods restart. Use --certs-dir with the "
+		        "directory of the first install to keep it.\n",
+		        ctx->ns, dir);
+	json_object_put(secret);
+}
+
 static int run_install(struct st_cli_ctx *ctx, struct install_args *a)
 {
 	struct json_object *docs = json_object_new_array();
@@ -910,6 +934,7 @@ static int run_install(struct st_cli_ctx *ctx, struct install_args *a)
 	printf("Certificates in %s\n", dir);
 	if (st_cli_connect(ctx) < 0)
 		goto out;
+	warn_ca_change(ctx, p.b64[PEM_CA], dir);
 	for (i = 0; i < json_object_array_length(docs); i++)
 		if (apply_one(ctx, json_object_array_get_idx(docs, i)) < 0)
 			goto out;

@@ -162,6 +162,12 @@ grep -q "created" "$work/install2.out" && fail "second install created something
 [ "$(sha256sum <"$HOME/.stasis/stasis/certs/ca.crt")" = "$ca1" ] || fail "CA replaced"
 [ "$(k -n stasis get deploy stasis-controller -o jsonpath='{.metadata.resourceVersion}')" = "$rv1" ] ||
 	fail "unchanged Deployment was rewritten"
+grep -q "warning: the cluster's CA" "$work/install2.err" && fail "warned about an unchanged CA"
+st install --certs-dir "$work/othercerts" >"$work/install-ca.out" 2>"$work/install-ca.err" ||
+	fail "install with another CA"
+grep -q "warning: the cluster's CA (secret stasis/stasis-webhook-tls) is not the one in $work/othercerts" \
+	"$work/install-ca.err" || fail "no warning for a new CA: $(cat "$work/install-ca.err")"
+st install "${install_flags[@]}" >/dev/null 2>&1 || fail "install back with the first CA"
 # A changed flag replaces the value (no leftovers of a merge).
 st install --use-default-storage >"$work/install3.out" 2>"$work/install3.err" ||
 	fail "install --use-default-storage: $(cat "$work/install3.err")"
