@@ -14,7 +14,7 @@ test_pkgs=(
 	postgresql-15 postgresql-contrib kubectl openssl jq attr
 	ceph-mon ceph-osd radosgw ceph-common
 )
-bench_pkgs=(wrk hyperfine golang-1.19-go restic)
+bench_pkgs=(wrk hyperfine golang-1.19-go restic time)
 
 want=("${build_pkgs[@]}" "${test_pkgs[@]}")
 if [ "${STASIS_BENCH_DEPS:-0}" = 1 ]; then
