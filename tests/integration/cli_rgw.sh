@@ -95,7 +95,7 @@ st backup create nginx-backup-01 --include-namespaces test --wait --timeout 60s 
 	>"$work/create.out" 2>"$work/create.err" || fail "backup did not complete: $(cat "$work/create.out")"
 grep -q "Backup completed with status: Completed" "$work/create.out" || fail "completion line"
 st backup get >"$work/get.out"
-grep -Eq '^nginx-backup-01 +Completed +0 +[0-9]+ +.* UTC +(29|30)d +' "$work/get.out" ||
+grep -Eq '^nginx-backup-01 +Completed +0 +[0-9]+ +.* UTC +(29|30)d +default +<none>$' "$work/get.out" ||
 	fail "backup get: $(cat "$work/get.out")"
 
 st backup logs nginx-backup-01 >"$work/logs.out" 2>"$work/logs.err" || fail "backup logs"
