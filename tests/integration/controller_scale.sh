@@ -53,7 +53,7 @@ awk '
 	END { if (bad != "") { print "too many lists:" bad; exit 1 } print types " types, " total " list requests" }
 ' "$work/lists" || fail "list requests: $(tr '\n' ' ' <"$work/lists")"
 ms=$(sed -n 's/.*backup stasis\/big: backup Completed in \([0-9]*\) ms.*/\1/p' "$work/server.log")
-echo "1001 objects backed up in $ms ms (engine time, ASan build), lists: $(grep -c . "$work/lists") types"
+echo "1001 objects backed up in $ms ms (engine time), lists: $(grep -c . "$work/lists") types"
 
 # --- SIGTERM mid-backup -------------------------------------------------------------------
 stop_pid "$server" 10
