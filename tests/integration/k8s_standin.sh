@@ -842,6 +842,14 @@ rv_after=$(curl -s "$url3/api/v1/namespaces/default/configmaps/kept" |
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
 	-d '{"metadata":{"name":"more"}}' "$url3/api/v1/namespaces/default/configmaps")
 [ "$code" = 201 ] || fail "plain HTTP create: $code"
+stop_pid "$standin3"
+standin3=''
+# Without authentication over HTTPS, the kubeconfig names the serving certificate as its CA and
+# kubectl must not ask for credentials.
+start_standin 3 --state-file "$work/state.json" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
+	--kubeconfig-out "$work/kc3"
+[ "$(KUBECONFIG=$work/kc3 kubectl --request-timeout=20s get cm more -o jsonpath='{.metadata.name}' \
+	</dev/null)" = more ] || fail "kubectl with the written kubeconfig and no authentication"
 
 # SIGTERM ends the server, its open watches included, with status 0.
 k get configmaps -A --watch >/dev/null 2>&1 &
