@@ -920,15 +920,14 @@ static int collect(struct engine *e)
 
 	/* Fresh discovery: CRDs installed since the last backup must be seen. */
 	st_kube_discovery_reset(e->c);
-	if ((rc = st_kube_discovery_each(e->c, collect_type, e, &err)) < 0) {
+	if (st_kube_discovery_each(e->c, collect_type, e, &err) < 0) {
 		set_fatal(e, "discovery", &err);
 		return 0;
 	}
 	blog(e, "info", "discovery found %zu listable resource types", e->ntypes);
 	meta.mtime = e->now;
-	if ((rc = st_archive_writer_add_file(e->w, "metadata/version", &meta,
-	                                     ST_BACKUP_FORMAT_VERSION,
-	                                     strlen(ST_BACKUP_FORMAT_VERSION), &err)) < 0) {
+	if (st_archive_writer_add_file(e->w, "metadata/version", &meta, ST_BACKUP_FORMAT_VERSION,
+	                               strlen(ST_BACKUP_FORMAT_VERSION), &err) < 0) {
 		set_fatal(e, "writing the tarball", &err);
 		return 0;
 	}
