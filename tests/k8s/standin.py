@@ -44,6 +44,11 @@ PATCH_TYPES = {"application/merge-patch+json": "merge",
 NS_SUBRESOURCES = {"status", "finalize"}
 
 
+def method_not_allowed():
+    return APIError(405, "MethodNotAllowed", "the server does not allow this method on the "
+                    "requested resource")
+
+
 def not_found_path():
     return APIError(404, "NotFound", "the server could not find the requested resource", {})
 
@@ -393,8 +398,7 @@ class Handler(BaseHTTPRequestHandler):
         stats = self.server.stats
         if watch or self.query.get("watch") in ("true", "1"):
             if method != "GET":
-                raise APIError(405, "MethodNotAllowed", "the server does not allow this method "
-                               "on the requested resource")
+                raise method_not_allowed()
             stats.add("watch", rt.qualified)
             lsel, fsel = self.selectors(rt)
             if name:
@@ -418,16 +422,14 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply_object(200, rt, obj)
         if method == "POST":
             if name is not None:
-                raise APIError(405, "MethodNotAllowed", "the server does not allow this method "
-                               "on the requested resource")
+                raise method_not_allowed()
             stats.add("create", rt.qualified)
             body = self.admit(rt, ns, "CREATE", self.parse_body(raw), None)
             obj = store.create(rt, ns or "", body, self.dry_run())
             return self.reply_object(201, rt, obj)
         if method == "PUT":
             if name is None:
-                raise APIError(405, "MethodNotAllowed", "the server does not allow this method "
-                               "on the requested resource")
+                raise method_not_allowed()
             stats.add("update", rt.qualified)
             body = self.parse_body(raw)
             if sub == "scale":
@@ -439,8 +441,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply_object(200, rt, obj)
         if method == "PATCH":
             if name is None:
-                raise APIError(405, "MethodNotAllowed", "the server does not allow this method "
-                               "on the requested resource")
+                raise method_not_allowed()
             stats.add("patch", rt.qualified)
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
             ptype = PATCH_TYPES.get(ctype)
@@ -468,22 +469,19 @@ class Handler(BaseHTTPRequestHandler):
                     opts[k] = self.query[k]
             if name is None:
                 if "deletecollection" not in rt.verbs:
-                    raise APIError(405, "MethodNotAllowed", "the server does not allow this "
-                                   "method on the requested resource")
+                    raise method_not_allowed()
                 stats.add("deletecollection", rt.qualified)
                 lsel, fsel = self.selectors(rt)
                 meta, items = store.delete_collection(rt, ns, lsel, fsel, opts, self.dry_run())
                 return self.reply_list(rt, meta, items)
             if sub is not None:
-                raise APIError(405, "MethodNotAllowed", "the server does not allow this method "
-                               "on the requested resource")
+                raise method_not_allowed()
             stats.add("delete", rt.qualified)
             obj = store.delete(rt, ns, name, opts, self.dry_run())
             pending = obj["metadata"].get("deletionTimestamp") and \
                 obj["metadata"].get("finalizers") and rt.key != ("", "namespaces")
             return self.reply_object(202 if pending else 200, rt, obj)
-        raise APIError(405, "MethodNotAllowed", "the server does not allow this method on the "
-                       "requested resource")
+        raise method_not_allowed()
 
     def admit(self, rt, ns, operation, body, old):
         """Runs the mutating admission webhooks over a create or update body."""
