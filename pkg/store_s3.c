@@ -252,8 +252,15 @@ static void s3_free(struct st_store *st)
 	free(s);
 }
 
+/* S3 makes a PUT durable when it answers, so there is no sync operation. */
 static const struct st_store_vtable s3_vtable = {
-	s3_put, s3_get, s3_head, s3_list, s3_del, s3_free,
+	.put = s3_put,
+	.get = s3_get,
+	.head = s3_head,
+	.list = s3_list,
+	.del = s3_del,
+	.free = s3_free,
+	.sync = NULL,
 };
 
 int st_store__open_s3(struct st_store **out, const char *url, const struct st_store_options *opts,
