@@ -38,7 +38,7 @@
 #define PENDING     UINT32_MAX
 #define CONFIG_MAX  (64u * 1024u)
 #define LOCK_MAX    (64u * 1024u)
-#define QUEUE_BYTES (8u * 1024u * 1024u)
+#define QUEUE_BYTES (4u * 1024u * 1024u)
 #define QUEUE_SLOTS 256
 #define SCRYPT_N    16384
 #define SCRYPT_R    8

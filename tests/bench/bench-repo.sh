@@ -86,7 +86,7 @@ PY
 truncate -s 1G "$D/sparse.img"
 for off in 1 200 600 1000; do head -c $((4 * 1024 * 1024)) /dev/urandom |
 	dd of="$D/sparse.img" bs=1M seek=$off conv=notrunc status=none; done
-data_bytes=$(du -sb "$D" | cut -f1)
+data_bytes=$(du -s -B1 "$D" | cut -f1)
 apparent=$(du -sb --apparent-size "$D" | cut -f1)
 
 # Changes ~1% of the bytes: 8 MiB of the random file, 2 MiB of the text, 200 small files.
