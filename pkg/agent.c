@@ -294,7 +294,11 @@ static void do_freeze(struct st_agent *a, const struct json_object *req, const c
 	if (check_state_dir(a, set, r) < 0)
 		goto fail;
 	a->gen++;
-	if (st_freeze_watchdog_arm(a->wd, set, a->gen, t0 + secs * 1000000000LL, &err) < 0) {
+	/* The watchdog takes the arm while the filesystems sync; wait for it before freezing. */
+	if (st_freeze_watchdog_arm_send(a->wd, set, a->gen, t0 + secs * 1000000000LL, &err) == 0)
+		st_freeze_set_sync(set);
+	if (err.code != 0 || st_freeze_watchdog_arm_wait(a->wd, a->gen, &err) < 0) {
+		(void)st_freeze_watchdog_disarm(a->wd, a->gen, NULL);
 		reply_error(r, 503, "watchdog unavailable, refusing to freeze: %s",
 		            st_err_text(&err));
 		goto fail;

@@ -31,8 +31,9 @@ struct fs_entry {
 };
 
 struct st_freeze_set {
-	struct fs_entry fs[ST_FREEZE_MAX];
+	struct fs_entry *fs; /* n used of the capacity given to open */
 	size_t n;
+	bool synced;
 	int64_t t_freeze;
 	int64_t t_thaw;
 };
@@ -189,6 +190,7 @@ int st_freeze_set_open(struct st_freeze_set **out, const char *const *paths, siz
 	if (n > ST_FREEZE_MAX)
 		return st_err_set(err, ST_EINVAL, "at most %d volumes per freeze", ST_FREEZE_MAX);
 	s = st_xcalloc(1, sizeof(*s));
+	s->fs = st_xcalloc(n, sizeof(*s->fs));
 	for (size_t i = 0; i < n; i++) {
 		struct fs_entry *e = &s->fs[s->n];
 		bool dup = false;
@@ -338,16 +340,24 @@ static int thaw_all(struct st_freeze_set *s, struct st_err *err)
 	return first;
 }
 
+void st_freeze_set_sync(struct st_freeze_set *s)
+{
+	/* Flush while writable so the frozen window holds no writeback. */
+	for (size_t i = 0; i < s->n; i++)
+		if (syncfs(s->fs[i].fd) < 0)
+			st_log_warn("syncfs %s: %s", s->fs[i].mi.mount, strerror(errno));
+	s->synced = true;
+}
+
 int st_freeze_set_freeze(struct st_freeze_set *s, const char *journal, struct st_err *err)
 {
 	int rc = ST_EINTERNAL;
 
 	if (st_freeze_set_frozen(s))
 		return st_err_set(err, ST_EINVAL, "already frozen by this set");
-	/* Flush while writable so the frozen window holds no writeback. */
-	for (size_t i = 0; i < s->n; i++)
-		if (syncfs(s->fs[i].fd) < 0)
-			st_log_warn("syncfs %s: %s", s->fs[i].mi.mount, strerror(errno));
+	if (!s->synced)
+		st_freeze_set_sync(s);
+	s->synced = false;
 	if (journal != NULL && (rc = journal_write(journal, s, err)) < 0)
 		return rc;
 	s->t_freeze = st_freeze_now_ns();
@@ -394,6 +404,7 @@ void st_freeze_set_free(struct st_freeze_set *s)
 	for (size_t i = 0; i < s->n; i++)
 		if (s->fs[i].fd >= 0)
 			(void)close(s->fs[i].fd);
+	free(s->fs);
 	free(s);
 }
 
@@ -694,14 +705,11 @@ int st_freeze_watchdog_start(struct st_freeze_watchdog **out, struct st_err *err
 	return 0;
 }
 
-/* Sends a command and waits (bounded) for its acknowledgement. */
-static int wd_call(struct st_freeze_watchdog *w, const struct wd_msg *m, const int *fds, size_t nfd,
-                   struct st_err *err)
+/* Waits (bounded) for the acknowledgement of generation gen. */
+static int wd_wait(struct st_freeze_watchdog *w, uint64_t gen, struct st_err *err)
 {
 	int64_t limit = st_freeze_now_ns() + 5 * 1000000000LL;
 
-	if (wd_send(w->sock, m, fds, nfd) < 0)
-		return st_err_set(err, ST_EIO, "watchdog is gone: %s", strerror(errno));
 	for (;;) {
 		struct pollfd p = { .fd = w->sock, .events = POLLIN };
 		int64_t left = limit - st_freeze_now_ns();
@@ -719,17 +727,26 @@ static int wd_call(struct st_freeze_watchdog *w, const struct wd_msg *m, const i
 			w->expired = r.gen;
 			continue;
 		}
-		if (r.gen != m->gen)
+		if (r.gen != gen)
 			continue;
 		if (r.op == WD_NACK)
 			return st_err_set(err, ST_EINVAL, "watchdog refused (generation %llu)",
-			                  (unsigned long long)m->gen);
+			                  (unsigned long long)gen);
 		return 0;
 	}
 }
 
-int st_freeze_watchdog_arm(struct st_freeze_watchdog *w, const struct st_freeze_set *s,
-                           uint64_t gen, int64_t deadline_ns, struct st_err *err)
+/* Sends a command and waits for its acknowledgement. */
+static int wd_call(struct st_freeze_watchdog *w, const struct wd_msg *m, const int *fds, size_t nfd,
+                   struct st_err *err)
+{
+	if (wd_send(w->sock, m, fds, nfd) < 0)
+		return st_err_set(err, ST_EIO, "watchdog is gone: %s", strerror(errno));
+	return wd_wait(w, m->gen, err);
+}
+
+int st_freeze_watchdog_arm_send(struct st_freeze_watchdog *w, const struct st_freeze_set *s,
+                                uint64_t gen, int64_t deadline_ns, struct st_err *err)
 {
 	struct wd_msg m = { .op = WD_ARM, .gen = gen, .deadline = deadline_ns };
 	int fds[ST_FREEZE_MAX];
@@ -737,7 +754,22 @@ int st_freeze_watchdog_arm(struct st_freeze_watchdog *w, const struct st_freeze_
 	for (size_t i = 0; i < s->n; i++)
 		fds[i] = s->fs[i].fd;
 	m.nfd = (uint32_t)s->n;
-	return wd_call(w, &m, fds, s->n, err);
+	if (wd_send(w->sock, &m, fds, s->n) < 0)
+		return st_err_set(err, ST_EIO, "watchdog is gone: %s", strerror(errno));
+	return 0;
+}
+
+int st_freeze_watchdog_arm_wait(struct st_freeze_watchdog *w, uint64_t gen, struct st_err *err)
+{
+	return wd_wait(w, gen, err);
+}
+
+int st_freeze_watchdog_arm(struct st_freeze_watchdog *w, const struct st_freeze_set *s,
+                           uint64_t gen, int64_t deadline_ns, struct st_err *err)
+{
+	int rc = st_freeze_watchdog_arm_send(w, s, gen, deadline_ns, err);
+
+	return rc < 0 ? rc : st_freeze_watchdog_arm_wait(w, gen, err);
 }
 
 int st_freeze_watchdog_extend(struct st_freeze_watchdog *w, uint64_t gen, int64_t deadline_ns,

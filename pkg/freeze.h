@@ -76,12 +76,17 @@ const char *st_freeze_set_path(const struct st_freeze_set *s, size_t i);
 bool st_freeze_set_frozen(const struct st_freeze_set *s);
 
 /*
- * syncfs, then FIFREEZE every filesystem. journal (NULL for none) is a file
- * outside every volume that lists the mount points while they are frozen;
- * it is written and fsync'd before the first FIFREEZE. A filesystem already
- * frozen by someone else (EBUSY) or that cannot be frozen (EOPNOTSUPP,
- * EINVAL) fails the whole request, and nothing stays frozen. The window
- * starts at the first FIFREEZE (see st_freeze_set_window_ns).
+ * syncfs on every filesystem now; the next st_freeze_set_freeze then skips
+ * its own syncfs (lets a caller overlap the sync with other work).
+ */
+void st_freeze_set_sync(struct st_freeze_set *s);
+
+/*
+ * syncfs (unless st_freeze_set_sync just ran), then FIFREEZE every filesystem. journal (NULL for
+ * none) is a file outside every volume that lists the mount points while they are frozen; it is
+ * written and fsync'd before the first FIFREEZE. A filesystem already frozen by someone else
+ * (EBUSY) or that cannot be frozen (EOPNOTSUPP, EINVAL) fails the whole request, and nothing stays
+ * frozen. The window starts at the first FIFREEZE (see st_freeze_set_window_ns).
  */
 int st_freeze_set_freeze(struct st_freeze_set *s, const char *journal,
                          struct st_err *err) ST_WARN_UNUSED;
@@ -142,6 +147,17 @@ int st_freeze_watchdog_start(struct st_freeze_watchdog **out, struct st_err *err
  */
 int st_freeze_watchdog_arm(struct st_freeze_watchdog *w, const struct st_freeze_set *s,
                            uint64_t gen, int64_t deadline_ns, struct st_err *err) ST_WARN_UNUSED;
+
+/*
+ * st_freeze_watchdog_arm in two steps, so the watchdog's round trip can
+ * overlap st_freeze_set_sync: send the arm, sync, then wait for the
+ * acknowledgement before freezing.
+ */
+int st_freeze_watchdog_arm_send(struct st_freeze_watchdog *w, const struct st_freeze_set *s,
+                                uint64_t gen, int64_t deadline_ns,
+                                struct st_err *err) ST_WARN_UNUSED;
+int st_freeze_watchdog_arm_wait(struct st_freeze_watchdog *w, uint64_t gen,
+                                struct st_err *err) ST_WARN_UNUSED;
 
 /* Moves the deadline of generation gen; acknowledged like arm. */
 int st_freeze_watchdog_extend(struct st_freeze_watchdog *w, uint64_t gen, int64_t deadline_ns,

@@ -292,8 +292,12 @@ static int cut_frozen(struct st_snapshot *snap, const struct st_snapshot_ops *op
 	if ((rc = st_freeze_set_open(&set, paths, 1, err)) < 0 ||
 	    (rc = check_state_outside(set, opts->state_dir, err)) < 0 ||
 	    (rc = st_freeze_watchdog_start(&w, err)) < 0 ||
-	    (rc = st_freeze_watchdog_arm(
-	             w, set, 1, st_freeze_now_ns() + opts->timeout_s * 1000000000LL, err)) < 0 ||
+	    (rc = st_freeze_watchdog_arm_send(
+	             w, set, 1, st_freeze_now_ns() + opts->timeout_s * 1000000000LL, err)) < 0)
+		goto out;
+	/* The new watchdog starts up and takes the arm while the volume syncs. */
+	st_freeze_set_sync(set);
+	if ((rc = st_freeze_watchdog_arm_wait(w, 1, err)) < 0 ||
 	    (rc = st_freeze_set_freeze(set, journal, err)) < 0)
 		goto out;
 	t0 = st_freeze_now_ns();
@@ -312,6 +316,12 @@ static int cut_frozen(struct st_snapshot *snap, const struct st_snapshot_ops *op
 	if (trc == 0 && st_freeze_watchdog_disarm(w, 1, err) < 0 && rc == 0)
 		rc = ST_EIO;
 out:
+	/*
+	 * Nothing of ours is frozen on a failure before the freeze: disarm, or the
+	 * watchdog would "thaw" on exit a freeze that belongs to someone else.
+	 */
+	if (w != NULL && set != NULL && !st_freeze_set_frozen(set))
+		(void)st_freeze_watchdog_disarm(w, 1, NULL);
 	st_freeze_set_free(set);
 	st_freeze_watchdog_free(w);
 	return rc;

@@ -124,6 +124,24 @@ static void test_image_without_reflink(void **state)
 	assert_int_equal(loopfs_sh("%s", cmd), 0);
 }
 
+static void test_foreign_freeze_left_alone(void **state)
+{
+	struct fixture *f = need(state);
+	struct st_snapshot s;
+	struct st_err err = ST_ERR_INIT;
+	struct st_snapshot_options o = opts_for(f, "copy");
+	int fd = open(f->vol, O_RDONLY | O_DIRECTORY);
+
+	/* Someone else holds the freeze: the snapshot fails and must not thaw it. */
+	assert_int_equal(ioctl(fd, FIFREEZE, 0), 0);
+	assert_int_equal(st_snapshot_create(&s, &o, &err), ST_EINVAL);
+	assert_non_null(strstr(err.msg, "already frozen by someone else"));
+	(void)usleep(200000);
+	assert_true(loopfs_frozen(f->vol));
+	assert_int_equal(ioctl(fd, FITHAW, 0), 0);
+	(void)close(fd);
+}
+
 static int count_cb(const struct st_snapshot *s, void *payload)
 {
 	(void)s;
@@ -268,6 +286,7 @@ int main(void)
 		cmocka_unit_test(test_ops_find),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_image_without_reflink),
+		cmocka_unit_test(test_foreign_freeze_left_alone),
 		cmocka_unit_test(test_copy_lifecycle),
 		cmocka_unit_test(test_gc),
 		cmocka_unit_test(test_external_backend),
