@@ -22,8 +22,8 @@ mkdir -p "$T/repo" "$T/sock" "$T/logs"
 chmod 755 "$T" "$T/vol"
 chown postgres:postgres "$T/sock" "$T/logs"
 
-pool_create 6G
-vol_create pg xfs 640M
+pool_create 4G
+vol_create pg xfs 400M
 V=$T/vol/pg
 mkdir -p "$V/data"
 chown postgres:postgres "$V/data"
@@ -66,7 +66,7 @@ check() {
 
 P=$(free_port)
 pg_start "$V/data" "$P" "$T/logs/live.log"
-as_pg pgbench -h "$T/sock" -p "$P" -U postgres -i -s 4 -q postgres >/dev/null 2>&1
+as_pg pgbench -h "$T/sock" -p "$P" -U postgres -i -s 1 -q postgres >/dev/null 2>&1
 "$AGENT" repo init --repo "$R" >/dev/null
 as_pg pgbench -h "$T/sock" -p "$P" -U postgres -c 4 -j 2 -T 300 postgres >"$T/bench.out" 2>&1 &
 BENCH=$!
@@ -92,7 +92,7 @@ pg_stop "$V/data"
 
 pass=0
 for i in 1 2 3 4 5; do
-	vol_create "r$i" xfs 640M
+	vol_create "r$i" xfs 400M
 	"$AGENT" restore "${snaps[$((i - 1))]}" --target "$T/vol/r$i" --repo "$R" >/dev/null
 	res=$(check "$T/vol/r$i/data" "restore$i")
 	echo "restore $i: $res"
