@@ -428,6 +428,9 @@ assert e["details"]["name"] == "c1" and e["details"]["kind"] == "configmaps", e
 e = status(*call("POST", "/api/v1/namespaces/ghost/configmaps", cm), 404, "NotFound")
 assert e["message"] == "namespaces \"ghost\" not found", e
 status(*call("POST", "/api/v1/namespaces/demo/configmaps", {"metadata": {}}), 422, "Invalid")
+e = status(*call("POST", "/api/v1/namespaces/demo/configmaps",
+                 {"metadata": {"name": "x", "resourceVersion": "5"}}), 400, "BadRequest")
+assert e["message"] == "resourceVersion should not be set on objects to be created", e
 status(*call("POST", "/api/v1/namespaces/demo/configmaps", {"metadata": {"name": "Bad_Name"}}),
        422, "Invalid")
 status(*call("POST", "/api/v1/namespaces/demo/configmaps",

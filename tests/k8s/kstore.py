@@ -403,6 +403,8 @@ class Store:
                                             "generateName is required")])
             name = md["name"]
             self._check_name(rt, name)
+            if md.get("resourceVersion"):
+                raise bad_request("resourceVersion should not be set on objects to be created")
             self._require_namespace(rt, ns)
             if (ns or "", name) in self.objects[rt.key]:
                 raise already_exists(rt, name)
