@@ -8,11 +8,7 @@ set -euo pipefail
 STASIS_ROOT=${STASIS_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$(dirname "$0")/controller_common.inc"
 
-if ! command -v kubectl >/dev/null 2>&1; then
-	echo "kubectl not installed; the controller is driven with the real kubectl"
-	exit 77
-fi
-[ -x "$STASIS" ] || fail "$STASIS not built"
+ctl_require
 
 work=$(mktemp -d /tmp/st-ctlpartial-XXXXXX)
 proxy=
