@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "pkg/agent.h"
+#include "pkg/config.h"
 #include "pkg/repo_cmd.h"
 #include "pkg/snapshot.h"
 #include "pkg/util/json.h"
@@ -59,23 +60,23 @@ static const char *state_dir_default(void)
 	return e != NULL && e[0] != '\0' ? e : DEFAULT_STATE_DIR;
 }
 
-/* Parses "30", "30s", "5m", "1h" into seconds; -1 when invalid. */
+/*
+ * Parses a duration into whole seconds, rounded up: bare seconds ("30") or
+ * the webhook's duration text ("30s", "1m30s", "500ms"). -1 when invalid.
+ */
 static int64_t parse_duration(const char *s)
 {
+	long long ms = 0;
 	char *end = NULL;
 	long long v;
 
 	errno = 0;
 	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || v < 0)
+	if (errno == 0 && end != s && *end == '\0')
+		return v >= 0 ? v : -1;
+	if (st_duration_parse(&ms, s) < 0 || ms < 0)
 		return -1;
-	if (*end == '\0' || strcmp(end, "s") == 0)
-		return v;
-	if (strcmp(end, "m") == 0)
-		return v * 60;
-	if (strcmp(end, "h") == 0)
-		return v * 3600;
-	return -1;
+	return (ms + 999) / 1000;
 }
 
 static int usage_error(const char *verb, const char *msg)

@@ -14,7 +14,8 @@ mkdir -p "$T/vol/a/sub" "$T/vol/c"
 mount -t tmpfs tmpfs "$T/vol/c"
 A=$T/vol/a B=$T/vol/b C=$T/vol/c
 
-agent_start --volume "$A" --volume "$B" --volume "$C"
+# The webhook passes durations in its own format ("1m30s").
+agent_start --volume "$A" --volume "$B" --volume "$C" --default-deadline 1m30s
 
 # --- a writer blocks while frozen and loses nothing -------------------------
 (
@@ -87,6 +88,7 @@ if "$AGENT" freeze --volume nosuch 2>/dev/null; then fail "unknown volume accept
 "$AGENT" thaw -q
 out=$("$AGENT" freeze --volume "$A" --volume "$A/sub" --volume a)
 [ "$(jq '.volumes | length' <<<"$out")" = 1 ] || fail "dedupe: $out"
+[ "$(jq .deadlineSeconds <<<"$out")" = 90 ] || fail "default deadline 1m30s: $out"
 "$AGENT" thaw -q
 
 # --- metrics ---------------------------------------------------------------------
