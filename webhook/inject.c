@@ -316,13 +316,13 @@ static struct json_object *freezer_container(const struct plan *p,
 	st_duration_format(timeout, sizeof(timeout), p->freeze_timeout_ms);
 	(void)snprintf(port_text, sizeof(port_text), "%lld", cfg->agent_port);
 	add_args(cmd, cfg->agent_path, "serve", "--volumes-dir", ST_VOLUME_ROOT_DIR,
-	         "--default-deadline", timeout, NULL);
+	         "--default-deadline", timeout, (char *)NULL);
 	/* The HTTPS control API needs the agent's certificate; without it only the
 	 * Unix socket (Velero exec hooks) is served. */
 	if (cfg->agent_tls_secret != NULL)
 		add_args(cmd, "--listen", "0.0.0.0", "--port", port_text, "--cert",
 		         ST_AGENT_TLS_DIR "/tls.crt", "--key", ST_AGENT_TLS_DIR "/tls.key",
-		         "--client-ca", ST_AGENT_TLS_DIR "/ca.crt", NULL);
+		         "--client-ca", ST_AGENT_TLS_DIR "/ca.crt", (char *)NULL);
 	json_object_object_add(c, "command", cmd);
 	for (size_t i = 0; i < p->nvolumes; i++) {
 		struct json_object *m = json_object_new_object();
