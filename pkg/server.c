@@ -518,9 +518,14 @@ static int on_backup_event(enum st_kube_event_type type, struct json_object *obj
 	pthread_mutex_lock(&srv->mu);
 	synced = srv->initial_synced;
 	pthread_mutex_unlock(&srv->mu);
-	if (delete_requested(obj))
-		enqueue(srv, JOB_DELETE, name);
-	else if (phase == NULL || phase[0] == '\0' || strcmp(phase, "New") == 0)
+	/*
+	 * A Backup already Deleting is retried by resync() and the first list, not
+	 * on the events its own failed attempt caused.
+	 */
+	if (delete_requested(obj)) {
+		if (phase == NULL || strcmp(phase, "Deleting") != 0 || !synced)
+			enqueue(srv, JOB_DELETE, name);
+	} else if (phase == NULL || phase[0] == '\0' || strcmp(phase, "New") == 0)
 		enqueue(srv, JOB_BACKUP, name);
 	else if (strcmp(phase, "InProgress") == 0 && !synced)
 		enqueue(srv, JOB_ORPHAN, name);
@@ -785,30 +790,76 @@ out:
 	json_object_put(bsl);
 }
 
+/*
+ * Lists the Backups again and queues what still needs work: deletions that
+ * failed (their location was down) and new Backups whose events were lost.
+ */
+static void resync(struct server *srv)
+{
+	struct st_kube_list_options lo = ST_KUBE_LIST_OPTIONS_INIT;
+	struct json_object *list = NULL;
+	struct json_object *items;
+	struct st_err err = { 0 };
+	size_t i, n;
+
+	if (st_kube_list(&list, srv->c, &srv->backups, srv->ns, &lo, NULL, &err) < 0) {
+		st_log_warn("listing backups: %s", st_err_text(&err));
+		return;
+	}
+	items = st_json_get_arr(list, "items");
+	n = items ? json_object_array_length(items) : 0;
+	for (i = 0; i < n; i++) {
+		struct json_object *it = json_object_array_get_idx(items, i);
+		const char *name = st_json_get_str(st_json_get_obj(it, "metadata"), "name");
+		const char *phase = st_json_get_str(st_json_get_obj(it, "status"), "phase");
+
+		if (name == NULL)
+			continue;
+		if (delete_requested(it))
+			enqueue(srv, JOB_DELETE, name);
+		else if (phase == NULL || phase[0] == '\0' || strcmp(phase, "New") == 0)
+			enqueue(srv, JOB_BACKUP, name);
+	}
+	json_object_put(list);
+}
+
 static void *worker_thread(void *arg)
 {
 	struct server *srv = arg;
+	long long idle_since = now_ms();
 
 	for (;;) {
 		struct job j;
+		bool due;
 
 		pthread_mutex_lock(&srv->mu);
-		while (srv->qlen == 0 && !atomic_load(&srv->stop))
-			pthread_cond_wait(&srv->cv, &srv->mu);
+		while (srv->qlen == 0 && !atomic_load(&srv->stop) &&
+		       now_ms() - idle_since < srv->bsl_period_s * 1000)
+			timed_wait(srv, srv->bsl_period_s * 1000 - (now_ms() - idle_since));
 		if (atomic_load(&srv->stop)) {
 			pthread_mutex_unlock(&srv->mu);
 			break;
 		}
-		j = srv->queue[0];
-		memmove(srv->queue, srv->queue + 1, (srv->qlen - 1) * sizeof(*srv->queue));
-		srv->qlen--;
+		due = srv->qlen == 0;
+		if (!due) {
+			j = srv->queue[0];
+			memmove(srv->queue, srv->queue + 1, (srv->qlen - 1) * sizeof(*srv->queue));
+			srv->qlen--;
+		}
 		pthread_mutex_unlock(&srv->mu);
+		if (due) {
+			/* Idle for a sync period: look for work the events did not bring. */
+			resync(srv);
+			idle_since = now_ms();
+			continue;
+		}
 		if (j.kind == JOB_BACKUP)
 			job_backup(srv, j.name);
 		else if (j.kind == JOB_DELETE)
 			job_delete(srv, j.name);
 		else
 			job_orphan(srv, j.name);
+		idle_since = now_ms();
 	}
 	return NULL;
 }

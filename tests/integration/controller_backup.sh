@@ -225,6 +225,26 @@ wait_phase backup to-down Failed 60 >/dev/null || fail "backup to an unreachable
 [ -n "$(jp backup to-down .status.failureReason)" ] || fail "no failure reason for to-down"
 echo "unavailable location: ok ($(jp bsl down .status.message | cut -c1-100))"
 
+# Deleting a backup whose location is down stays Deleting with the reason, and is
+# retried (by the idle resync) once the location works again.
+k -n stasis annotate backup to-down stasis.io/delete-requested=true >/dev/null
+i=0
+until jp backup to-down .status.failureReason | grep -q "deleting the backup's objects"; do
+	[ $i -lt 600 ] || fail "to-down: no deletion failure reported ($(jp backup to-down .status.failureReason))"
+	sleep 0.1
+	i=$((i + 1))
+done
+[ "$(jp backup to-down .status.phase)" = Deleting ] || fail "to-down: phase $(jp backup to-down .status.phase)"
+k -n stasis patch bsl down --type=merge \
+	-p "{\"spec\":{\"provider\":\"file\",\"config\":{\"path\":\"$store\"},\"objectStorage\":null,\"credential\":null}}" >/dev/null
+i=0
+while k -n stasis get backup to-down >/dev/null 2>&1; do
+	[ $i -lt 300 ] || fail "to-down: deletion not retried after the location came back"
+	sleep 0.1
+	i=$((i + 1))
+done
+echo "deletion retried: ok"
+
 # --- kill -9 mid-backup, restart -----------------------------------------------------------
 stop_pid "$server" 10
 wait "$server" 2>/dev/null || true
