@@ -226,6 +226,34 @@ bool st_backup_namespace_in_scope(struct json_object *included, struct json_obje
 	return glob_list_match(included, ns, true) && !glob_list_match(excluded, ns, false);
 }
 
+int st_backup_validate_lists(struct json_object *included, struct json_object *excluded,
+                             const char *what, struct st_err *err)
+{
+	size_t i, j, ni = included ? json_object_array_length(included) : 0;
+	size_t ne = excluded ? json_object_array_length(excluded) : 0;
+
+	for (j = 0; j < ne; j++) {
+		const char *x = json_object_get_string(json_object_array_get_idx(excluded, j));
+
+		if (x == NULL || x[0] == '\0')
+			return st_err_set(err, ST_EINVAL, "spec.excluded%s: an empty entry", what);
+		if (strcmp(x, "*") == 0)
+			return st_err_set(err, ST_EINVAL,
+			                  "spec.excluded%s: \"*\" would exclude everything", what);
+		for (i = 0; i < ni; i++) {
+			const char *n =
+			        json_object_get_string(json_object_array_get_idx(included, i));
+
+			if (n != NULL && strcmp(n, x) == 0)
+				return st_err_set(
+				        err, ST_EINVAL,
+				        "spec.included%s and spec.excluded%s both name \"%s\"",
+				        what, what, x);
+		}
+	}
+	return 0;
+}
+
 static bool safe_name(const char *s)
 {
 	return s != NULL && s[0] != '\0' && strchr(s, '/') == NULL && strcmp(s, ".") != 0 &&
@@ -909,6 +937,13 @@ static int prepare(struct engine *e, long long *ttl, struct st_err *err)
 	if (st_backup_parse_duration(ttl, ttl_text) < 0)
 		return st_err_set(err, ST_EINVAL,
 		                  "spec.ttl: \"%s\" is not a duration (e.g. 720h0m0s)", ttl_text);
+	if (st_backup_validate_lists(st_json_get_arr(e->spec, "includedNamespaces"),
+	                             st_json_get_arr(e->spec, "excludedNamespaces"), "Namespaces",
+	                             err) < 0 ||
+	    st_backup_validate_lists(st_json_get_arr(e->spec, "includedResources"),
+	                             st_json_get_arr(e->spec, "excludedResources"), "Resources",
+	                             err) < 0)
+		return ST_EINVAL;
 	return parse_spec(e, err);
 }
 

@@ -109,6 +109,14 @@ bool st_backup_namespace_in_scope(struct json_object *included, struct json_obje
                                   const char *ns);
 
 /*
+ * Velero's rule for an include/exclude pair (what: "Namespaces" or
+ * "Resources", for the message): the excludes may not contain "*", an empty
+ * entry, or an entry that is also included. ST_EINVAL naming the entry.
+ */
+int st_backup_validate_lists(struct json_object *included, struct json_object *excluded,
+                             const char *what, struct st_err *err) ST_WARN_UNUSED;
+
+/*
  * The tar entry names of one object: resources/<gr>/namespaces/<ns>/<name>.json
  * and resources/<gr>/<version>-preferredversion/namespaces/<ns>/<name>.json
  * (cluster/<name>.json when ns is NULL or ""). gr is "pods" or

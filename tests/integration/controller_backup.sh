@@ -196,6 +196,9 @@ echo "filters: ok"
 make_backup bad-ttl '{"includedNamespaces":["test"],"ttl":"forever"}'
 wait_phase backup bad-ttl Failed 20 >/dev/null || fail "bad ttl not Failed"
 jp backup bad-ttl '.status.validationErrors[0]' | grep -q "spec.ttl" || fail "bad ttl reason"
+make_backup overlap '{"includedNamespaces":["test"],"excludedNamespaces":["test"]}'
+wait_phase backup overlap Failed 20 >/dev/null || fail "overlapping namespace lists not Failed"
+jp backup overlap '.status.validationErrors[0]' | grep -q 'both name "test"' || fail "overlap reason"
 make_backup no-bsl '{"includedNamespaces":["test"],"storageLocation":"nowhere"}'
 wait_phase backup no-bsl Failed 20 >/dev/null || fail "missing location not Failed"
 jp backup no-bsl .status.failureReason | grep -q nowhere || fail "missing location reason"

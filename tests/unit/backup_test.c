@@ -154,6 +154,28 @@ static void test_namespace_scope(void **state)
 	json_object_put(excl);
 }
 
+static void test_validate_lists(void **state)
+{
+	struct json_object *inc = parse("[\"test\",\"app-*\"]");
+	struct json_object *ok = parse("[\"kube-system\"]");
+	struct json_object *both = parse("[\"app-*\"]");
+	struct json_object *star = parse("[\"*\"]");
+	struct st_err err = { 0 };
+
+	(void)state;
+	assert_int_equal(st_backup_validate_lists(NULL, NULL, "Namespaces", &err), 0);
+	assert_int_equal(st_backup_validate_lists(inc, ok, "Namespaces", &err), 0);
+	assert_int_equal(st_backup_validate_lists(inc, both, "Namespaces", &err), ST_EINVAL);
+	assert_non_null(strstr(err.msg, "both name \"app-*\""));
+	st_err_clear(&err);
+	assert_int_equal(st_backup_validate_lists(NULL, star, "Resources", &err), ST_EINVAL);
+	assert_non_null(strstr(err.msg, "spec.excludedResources"));
+	json_object_put(inc);
+	json_object_put(ok);
+	json_object_put(both);
+	json_object_put(star);
+}
+
 static void test_entry_names(void **state)
 {
 	char a[128], b[160];
@@ -285,6 +307,7 @@ int main(void)
 		cmocka_unit_test(test_selector),
 		cmocka_unit_test(test_selector_too_long),
 		cmocka_unit_test(test_namespace_scope),
+		cmocka_unit_test(test_validate_lists),
 		cmocka_unit_test(test_entry_names),
 		cmocka_unit_test(test_bsl_url),
 		cmocka_unit_test(test_bsl_file_probe_and_delete),
