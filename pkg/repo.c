@@ -30,6 +30,7 @@
 #define FLAG_RAW    0
 #define FLAG_ZSTD   1
 #define ZSTD_LEVEL  3
+#define SAMPLE_LEN  (64u * 1024u)
 #define PACK_MAGIC  "STPACK01"
 #define PACK_FOOT   "STPKEND1"
 #define IDX_MAGIC   "STIX"
@@ -1145,6 +1146,21 @@ struct worker_scratch {
 	size_t zcap;
 };
 
+/*
+ * For large chunks, compresses a 64 KiB sample first: random or already
+ * compressed data (which does not pay) is then stored without spending a
+ * full compression on it, which also keeps the scratch buffer untouched.
+ */
+static bool compressible(struct worker_scratch *ws, const uint8_t *p, size_t len)
+{
+	size_t z;
+
+	if (len < 4 * SAMPLE_LEN)
+		return true;
+	z = ZSTD_compressCCtx(ws->cctx, ws->zbuf, ws->zcap, p + len / 2, SAMPLE_LEN, ZSTD_LEVEL);
+	return !ZSTD_isError(z) && z < SAMPLE_LEN - SAMPLE_LEN / 32;
+}
+
 /* Compresses (when it pays) and seals one chunk into the current pack. */
 static int add_blob(struct st_repo_writer *w, struct worker_scratch *ws, const struct job *j,
                     struct st_err *err)
@@ -1157,7 +1173,7 @@ static int add_blob(struct st_repo_writer *w, struct worker_scratch *ws, const s
 	size_t off;
 	int rc = 0;
 
-	if (j->len >= 64) {
+	if (j->len >= 64 && compressible(ws, j->data, j->len)) {
 		size_t z = ZSTD_compressCCtx(ws->cctx, ws->zbuf, ws->zcap, j->data, j->len,
 		                             ZSTD_LEVEL);
 
