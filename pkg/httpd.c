@@ -529,6 +529,8 @@ int st_httpd_start(struct st_httpd **out, const struct st_httpd_options *opts,
 			{ MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL },
 			{ MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, h },
 			{ MHD_OPTION_CONNECTION_LIMIT, 4000, NULL },
+			/* Headers and read buffer only: bodies are copied out as they arrive. */
+			{ MHD_OPTION_CONNECTION_MEMORY_LIMIT, 16 * 1024, NULL },
 			{ MHD_OPTION_PER_IP_CONNECTION_LIMIT, 0, NULL },
 			{ h->trust_pem ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0,
 			  h->trust_pem },
