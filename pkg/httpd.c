@@ -61,7 +61,11 @@ struct st_httpd {
 	struct st_log_ratelimit rl;
 };
 
+/* Responses up to this size are sent as one TLS record (see queue()). */
+#define CORK_MAX_BODY (64u * 1024u)
+
 struct conn {
+	gnutls_session_t corked; /* session corked for this response, or NULL */
 	struct st_buf body;
 	bool too_big;
 	struct timespec start;
@@ -264,6 +268,22 @@ static enum MHD_Result queue(struct st_httpd *h, struct MHD_Connection *c, struc
 	}
 	(void)MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
 	                              ctype ? ctype : "application/json");
+	/*
+	 * libmicrohttpd writes the header and the body as two TLS records, two
+	 * sendmsg calls. For a small body, cork the session so both leave in one
+	 * record and one write when completed_cb uncorks it, right after MHD has
+	 * handed over the last byte. Large bodies go out uncorked, so a full
+	 * socket buffer is never left to the uncork.
+	 */
+	if (cn != NULL && len <= CORK_MAX_BODY) {
+		const union MHD_ConnectionInfo *ci =
+		        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+
+		if (ci != NULL && ci->tls_session != NULL) {
+			cn->corked = (gnutls_session_t)ci->tls_session;
+			gnutls_record_cork(cn->corked);
+		}
+	}
 	ret = MHD_queue_response(c, (unsigned)status, r);
 	MHD_destroy_response(r);
 	if (h->opts.observe != NULL && cn != NULL)
@@ -439,9 +459,13 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
 
 	(void)cls;
 	(void)c;
-	(void)toe;
 	if (cn == NULL)
 		return;
+	if (cn->corked != NULL && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+		/* Blocks only until the kernel takes a few KiB: the body is small. */
+		if (gnutls_record_uncork(cn->corked, GNUTLS_RECORD_WAIT) < 0)
+			st_log_debug("httpd: sending a corked response failed");
+	}
 	st_buf_dispose(&cn->body);
 	free(cn);
 	*con_cls = NULL;
