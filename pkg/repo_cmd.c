@@ -89,7 +89,7 @@ static int load_key(char **out, size_t *len_out, const struct cmd *c)
 		(void)fclose(f);
 		if (n > KEY_FILE_MAX) {
 			st_freezero(buf, KEY_FILE_MAX + 1);
-			fprintf(stderr, "error: key file %s is larger than %u bytes\n", file,
+			fprintf(stderr, "error: key file %s is larger than %d bytes\n", file,
 			        KEY_FILE_MAX);
 			return ST_EINVAL;
 		}
