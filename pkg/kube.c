@@ -145,6 +145,7 @@ int st_kube_client_new(struct st_kube_client **out, const struct st_kube_config 
 	}
 	c = st_xcalloc(1, sizeof(*c));
 	(void)pthread_mutex_init(&c->lock, NULL);
+	st_curl_pool_init(&c->pool);
 	(void)pthread_mutex_init(&c->disc_lock, NULL);
 	config_copy(&c->cfg, cfg);
 	c->max_retries = opts->max_retries ? opts->max_retries : 5;
@@ -163,13 +164,10 @@ out:
 
 void st_kube_client_free(struct st_kube_client *c)
 {
-	size_t i;
-
 	if (c == NULL)
 		return;
 	/* Handles reference the key blobs (CURL_BLOB_NOCOPY): clean them up first. */
-	for (i = 0; i < c->n_idle; i++)
-		curl_easy_cleanup(c->idle[i]);
+	st_curl_pool_dispose(&c->pool);
 	st_kube__disc_free(c->disc);
 	st_kube_config_dispose(&c->cfg);
 	(void)pthread_mutex_destroy(&c->lock);
@@ -199,31 +197,6 @@ const char *st_kube_verb_name(enum st_kube_verb v)
 	};
 
 	return (unsigned)v < ST_KUBE_VERB_COUNT ? names[v] : "?";
-}
-
-static CURL *take_handle(struct st_kube_client *c)
-{
-	CURL *h = NULL;
-
-	(void)pthread_mutex_lock(&c->lock);
-	if (c->n_idle > 0)
-		h = c->idle[--c->n_idle];
-	(void)pthread_mutex_unlock(&c->lock);
-	return h ? h : curl_easy_init();
-}
-
-static void give_handle(struct st_kube_client *c, CURL *h)
-{
-	if (h == NULL)
-		return;
-	(void)pthread_mutex_lock(&c->lock);
-	if (c->n_idle < ST_KUBE__POOL_MAX) {
-		c->idle[c->n_idle++] = h;
-		h = NULL;
-	}
-	(void)pthread_mutex_unlock(&c->lock);
-	if (h != NULL)
-		curl_easy_cleanup(h);
 }
 
 /*
@@ -449,7 +422,7 @@ static CURLcode perform_once(struct st_kube_client *c, const struct st_kube__req
 		cc = CURLE_URL_MALFORMAT;
 		goto out;
 	}
-	x.h = take_handle(c);
+	x.h = st_curl_pool_take(&c->pool);
 	if (x.h == NULL)
 		goto out;
 	auth = auth_header(c);
@@ -467,7 +440,7 @@ static CURLcode perform_once(struct st_kube_client *c, const struct st_kube__req
 	 */
 	curl_easy_reset(x.h);
 out:
-	give_handle(c, x.h);
+	st_curl_pool_give(&c->pool, x.h);
 	wipe_headers(hl);
 	curl_slist_free_all(hl);
 	if (auth != NULL)

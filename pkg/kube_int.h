@@ -17,8 +17,7 @@
 
 #include "pkg/kube.h"
 #include "pkg/util/buf.h"
-
-#define ST_KUBE__POOL_MAX 16
+#include "pkg/util/curlpool.h"
 
 /*
  * Token bucket in the reservation style: a caller takes a token even when the
@@ -59,9 +58,8 @@ struct st_kube_client {
 	unsigned connect_timeout_ms;
 	unsigned timeout_ms;
 
-	pthread_mutex_t lock; /* pool, limiter, token */
-	CURL *idle[ST_KUBE__POOL_MAX];
-	size_t n_idle;
+	pthread_mutex_t lock;     /* pool, limiter, token */
+	struct st_curl_pool pool; /* connections reused across requests and threads */
 	struct st_kube__limiter lim;
 	uint64_t token_read_us; /* when cfg.token was last read from cfg.token_file */
 

@@ -15,10 +15,10 @@
 #include "pkg/sigv4.h"
 #include "pkg/util/buf.h"
 #include "pkg/util/caps.h"
+#include "pkg/util/curlpool.h"
 #include "pkg/util/log.h"
 #include "pkg/util/mem.h"
 
-#define POOL_MAX        16
 #define MAX_REQ_HEADERS 6
 /* Error bodies are short; anything past this is dropped, not an error. */
 #define ERR_BODY_CAP    (64u * 1024u)
@@ -44,9 +44,8 @@ struct st_s3_client {
 	uint64_t part_size;
 	struct st_s3_credentials cred;
 	pthread_mutex_t lock;
-	CURL *idle[POOL_MAX];
-	size_t n_idle;
-	bool inm_unsupported; /* the server answered 501 to If-None-Match */
+	struct st_curl_pool pool; /* connections reused across requests and threads */
+	bool inm_unsupported;     /* the server answered 501 to If-None-Match */
 };
 
 /* One logical request; replayed as is on every attempt. */
@@ -308,6 +307,7 @@ int st_s3_client_new(struct st_s3_client **out, const struct st_s3_options *o,
 	c->cred = *creds;
 	memset(creds, 0, sizeof(*creds));
 	(void)pthread_mutex_init(&c->lock, NULL);
+	st_curl_pool_init(&c->pool);
 	if (pthread_once(&curl_once, curl_init) != 0 || curl_init_rc != CURLE_OK) {
 		rc = st_err_set(err, ST_EINTERNAL, "s3: libcurl initialisation failed");
 		goto out;
@@ -349,12 +349,9 @@ out:
 
 void st_s3_client_free(struct st_s3_client *c)
 {
-	size_t i;
-
 	if (c == NULL)
 		return;
-	for (i = 0; i < c->n_idle; i++)
-		curl_easy_cleanup(c->idle[i]);
+	st_curl_pool_dispose(&c->pool);
 	(void)pthread_mutex_destroy(&c->lock);
 	st_s3_credentials_dispose(&c->cred);
 	free(c->base);
@@ -364,32 +361,6 @@ void st_s3_client_free(struct st_s3_client *c)
 	free(c->region);
 	free(c->ca_file);
 	free(c);
-}
-
-/* Handles are pooled so connections are reused across requests and threads. */
-static CURL *take_handle(struct st_s3_client *c)
-{
-	CURL *h = NULL;
-
-	(void)pthread_mutex_lock(&c->lock);
-	if (c->n_idle > 0)
-		h = c->idle[--c->n_idle];
-	(void)pthread_mutex_unlock(&c->lock);
-	return h ? h : curl_easy_init();
-}
-
-static void give_handle(struct st_s3_client *c, CURL *h)
-{
-	if (h == NULL)
-		return;
-	(void)pthread_mutex_lock(&c->lock);
-	if (c->n_idle < POOL_MAX) {
-		c->idle[c->n_idle++] = h;
-		h = NULL;
-	}
-	(void)pthread_mutex_unlock(&c->lock);
-	if (h != NULL)
-		curl_easy_cleanup(h);
 }
 
 /* ---- one HTTP exchange ---- */
@@ -771,7 +742,7 @@ static int transport_error(const struct st_s3_client *c, const struct req *r, CU
 static int request(struct st_s3_client *c, struct req *r, struct resp *resp, uint64_t off,
                    uint64_t len, struct st_err *err)
 {
-	CURL *h = take_handle(c);
+	CURL *h = st_curl_pool_take(&c->pool);
 	char range[64];
 	unsigned attempt;
 	int rc = ST_EINTERNAL;
@@ -834,7 +805,7 @@ static int request(struct st_s3_client *c, struct req *r, struct resp *resp, uin
 		backoff(c, attempt);
 	}
 out:
-	give_handle(c, h);
+	st_curl_pool_give(&c->pool, h);
 	return rc;
 }
 
