@@ -83,32 +83,6 @@ static void certset_free(struct certset *cs)
 	free(cs);
 }
 
-/* Reads a whole PEM file of at most ST_CAP_PEM bytes. */
-static int read_pem(struct st_buf *out, const char *path, struct st_err *err)
-{
-	FILE *f = fopen(path, "rb");
-	char chunk[4096];
-	size_t n;
-	int rc = ST_EINTERNAL;
-
-	if (f == NULL)
-		return st_err_set(err, ST_ENOTFOUND, "cannot open %s: %m", path);
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		if ((rc = st_buf_put(out, chunk, n)) < 0) {
-			rc = st_err_set(err, rc, "%s is larger than %u bytes", path, ST_CAP_PEM);
-			goto out;
-		}
-	}
-	if (ferror(f)) {
-		rc = st_err_set(err, ST_EIO, "cannot read %s", path);
-		goto out;
-	}
-	rc = 0;
-out:
-	(void)fclose(f);
-	return rc;
-}
-
 static int certset_load(struct certset **out, const char *cert_file, const char *key_file,
                         struct st_err *err)
 {
@@ -121,7 +95,8 @@ static int certset_load(struct certset **out, const char *cert_file, const char 
 	int rc = ST_EINTERNAL;
 
 	*out = NULL;
-	if ((rc = read_pem(&cert, cert_file, err)) < 0 || (rc = read_pem(&key, key_file, err)) < 0)
+	if ((rc = st_buf_read_file(&cert, cert_file, err)) < 0 ||
+	    (rc = st_buf_read_file(&key, key_file, err)) < 0)
 		goto out;
 	d.data = (unsigned char *)cert.ptr;
 	d.size = (unsigned)cert.len;
@@ -524,7 +499,7 @@ int st_httpd_start(struct st_httpd **out, const struct st_httpd_options *opts,
 	stamp_of(&h->key_stamp, h->key_file);
 	h->last_check = time(NULL);
 	if (opts->client_ca_file != NULL) {
-		if ((rc = read_pem(&trust, opts->client_ca_file, err)) < 0)
+		if ((rc = st_buf_read_file(&trust, opts->client_ca_file, err)) < 0)
 			goto out;
 		h->trust_pem = st_buf_detach(&trust, NULL);
 	}

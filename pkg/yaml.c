@@ -274,28 +274,13 @@ out:
 int st_yaml_load_file(struct json_object **out, const char *path, size_t cap, struct st_err *err)
 {
 	struct st_buf b = ST_BUF_INIT(cap);
-	FILE *f = NULL;
-	char chunk[8192];
-	size_t n;
 	int rc = ST_EINTERNAL;
 
 	*out = NULL;
-	f = fopen(path, "rb");
-	if (f == NULL)
-		return st_err_set(err, ST_ENOTFOUND, "cannot open %s: %s", path, strerror(errno));
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		if (st_buf_put(&b, chunk, n) < 0) {
-			rc = st_err_set(err, ST_ETOOBIG, "%s is larger than %zu bytes", path, cap);
-			goto out;
-		}
-	}
-	if (ferror(f)) {
-		rc = st_err_set(err, ST_EIO, "cannot read %s", path);
+	if ((rc = st_buf_read_file(&b, path, err)) < 0)
 		goto out;
-	}
 	rc = st_yaml_parse_one(out, st_buf_cstr(&b), b.len, path, err);
 out:
-	(void)fclose(f);
 	st_buf_dispose(&b);
 	return rc;
 }

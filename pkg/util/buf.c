@@ -1,5 +1,6 @@
 #include "pkg/util/buf.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,4 +120,30 @@ char *st_buf_detach(struct st_buf *b, size_t *len_out)
 const char *st_buf_cstr(const struct st_buf *b)
 {
 	return b->ptr ? b->ptr : "";
+}
+
+int st_buf_read_file(struct st_buf *b, const char *path, struct st_err *err)
+{
+	FILE *f = fopen(path, "rb");
+	char chunk[8192];
+	size_t n;
+	int rc = ST_EINTERNAL;
+
+	if (f == NULL)
+		return st_err_set(err, ST_ENOTFOUND, "cannot open %s: %s", path, strerror(errno));
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (st_buf_put(b, chunk, n) < 0) {
+			rc = st_err_set(err, ST_ETOOBIG, "%s is larger than %zu bytes", path,
+			                b->cap);
+			goto out;
+		}
+	}
+	if (ferror(f)) {
+		rc = st_err_set(err, ST_EIO, "cannot read %s", path);
+		goto out;
+	}
+	rc = 0;
+out:
+	(void)fclose(f);
+	return rc;
 }

@@ -38,6 +38,11 @@ int st_buf_printf(struct st_buf *b, const char *fmt, ...) ST_PRINTF(2, 3) ST_WAR
 int st_buf_vprintf(struct st_buf *b, const char *fmt, va_list ap) ST_WARN_UNUSED;
 /* Hands the heap string to the caller (never NULL) and empties b. */
 char *st_buf_detach(struct st_buf *b, size_t *len_out);
+/*
+ * Appends the whole file at path. ST_ENOTFOUND when it cannot be opened,
+ * ST_ETOOBIG past the buffer's cap, ST_EIO on a read error; err names the file.
+ */
+int st_buf_read_file(struct st_buf *b, const char *path, struct st_err *err) ST_WARN_UNUSED;
 /* Text pointer, "" for an empty buffer; borrowed. */
 const char *st_buf_cstr(const struct st_buf *b);
 
