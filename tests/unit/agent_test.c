@@ -21,43 +21,12 @@
 #include "pkg/agent.h"
 #include "tests/unit/loopfs_fixture.h"
 
-struct fixture {
-	struct loopfs fs;
-	char *vol;
-	char *state;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	if (f == NULL)
-		return -1;
-	*state = f;
-	f->vol = f->fs.vol;
-	f->state = f->fs.state;
-	return loopfs_setup(&f->fs, "");
+	return loopfs_group_setup(state, "");
 }
 
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	loopfs_teardown(&f->fs);
-	free(f);
-	return 0;
-}
-
-static struct fixture *need(void **state)
-{
-	struct fixture *f = *state;
-
-	if (!f->fs.ready)
-		skip();
-	return f;
-}
-
-static struct st_agent *agent_new(const struct fixture *f)
+static struct st_agent *agent_new(const struct loopfs *f)
 {
 	struct st_agent_options o = ST_AGENT_OPTIONS_INIT;
 	struct st_agent *a = NULL;
@@ -97,7 +66,7 @@ static void expect(struct st_agent *a, const char *method, const char *path, con
 
 static void test_api(void **state)
 {
-	struct fixture *f = need(state);
+	struct loopfs *f = loopfs_need(state);
 	struct st_agent *a = agent_new(f);
 	char journal[128];
 
@@ -141,7 +110,7 @@ static void test_api(void **state)
 
 static void test_socket_and_expiry(void **state)
 {
-	struct fixture *f = need(state);
+	struct loopfs *f = loopfs_need(state);
 	struct st_agent *a = agent_new(f);
 	struct st_err err = ST_ERR_INIT;
 	char sock[128], *body = NULL;
@@ -177,7 +146,7 @@ static void test_socket_and_expiry(void **state)
 
 static void test_recover_on_start(void **state)
 {
-	struct fixture *f = need(state);
+	struct loopfs *f = loopfs_need(state);
 	struct st_agent *a = NULL;
 	char journal[128];
 	FILE *j = NULL;
@@ -207,5 +176,5 @@ int main(void)
 		cmocka_unit_test(test_recover_on_start),
 	};
 
-	return cmocka_run_group_tests_name("agent", tests, setup, teardown);
+	return cmocka_run_group_tests_name("agent", tests, setup, loopfs_group_teardown);
 }

@@ -84,4 +84,37 @@ static bool loopfs_frozen(const char *path)
 	return busy;
 }
 
+/*
+ * cmocka group fixtures around loopfs_setup/teardown: *state is a heap
+ * struct loopfs; loopfs_need() skips a test when the fixture is not ready.
+ * The including file must include <cmocka.h> first.
+ */
+__attribute__((unused)) static int loopfs_group_setup(void **state, const char *extra)
+{
+	struct loopfs *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return -1;
+	*state = f;
+	return loopfs_setup(f, extra);
+}
+
+__attribute__((unused)) static int loopfs_group_teardown(void **state)
+{
+	struct loopfs *f = *state;
+
+	loopfs_teardown(f);
+	free(f);
+	return 0;
+}
+
+__attribute__((unused)) static struct loopfs *loopfs_need(void **state)
+{
+	struct loopfs *f = *state;
+
+	if (!f->ready)
+		skip();
+	return f;
+}
+
 #endif

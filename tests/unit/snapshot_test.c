@@ -26,43 +26,12 @@
 #include "pkg/snapshot.h"
 #include "tests/unit/loopfs_fixture.h"
 
-struct fixture {
-	struct loopfs fs;
-	char *vol;
-	char *state;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	if (f == NULL)
-		return -1;
-	*state = f;
-	f->vol = f->fs.vol;
-	f->state = f->fs.state;
-	return loopfs_setup(&f->fs, "mkdir $V/d && echo hello >$V/d/f && ln -s d/f $V/l");
+	return loopfs_group_setup(state, "mkdir $V/d && echo hello >$V/d/f && ln -s d/f $V/l");
 }
 
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	loopfs_teardown(&f->fs);
-	free(f);
-	return 0;
-}
-
-static struct fixture *need(void **state)
-{
-	struct fixture *f = *state;
-
-	if (!f->fs.ready)
-		skip();
-	return f;
-}
-
-static struct st_snapshot_options opts_for(const struct fixture *f, const char *method)
+static struct st_snapshot_options opts_for(const struct loopfs *f, const char *method)
 {
 	struct st_snapshot_options o = ST_SNAPSHOT_OPTIONS_INIT;
 
@@ -87,7 +56,7 @@ static void test_ops_find(void **state)
 
 static void test_refusals(void **state)
 {
-	struct fixture *f = need(state);
+	struct loopfs *f = loopfs_need(state);
 	struct st_snapshot s;
 	struct st_err err = ST_ERR_INIT;
 	struct st_snapshot_options o = opts_for(f, "csi");
@@ -110,7 +79,7 @@ static void test_refusals(void **state)
 
 static void test_image_without_reflink(void **state)
 {
-	struct fixture *f = need(state);
+	struct loopfs *f = loopfs_need(state);
 	struct st_snapshot s;
 	struct st_err err = ST_ERR_INIT;
 	struct st_snapshot_options o = opts_for(f, "image");
@@ -120,13 +89,13 @@ static void test_image_without_reflink(void **state)
 	assert_int_equal(st_snapshot_create(&s, &o, &err), ST_EINVAL);
 	assert_non_null(strstr(err.msg, "reflink"));
 	assert_false(loopfs_frozen(f->vol));
-	(void)snprintf(cmd, sizeof(cmd), "test -z \"$(ls %s | grep 'vol.img.image-')\"", f->fs.dir);
+	(void)snprintf(cmd, sizeof(cmd), "test -z \"$(ls %s | grep 'vol.img.image-')\"", f->dir);
 	assert_int_equal(loopfs_sh("%s", cmd), 0);
 }
 
 static void test_foreign_freeze_left_alone(void **state)
 {
-	struct fixture *f = need(state);
+	struct loopfs *f = loopfs_need(state);
 	struct st_snapshot s;
 	struct st_err err = ST_ERR_INIT;
 	struct st_snapshot_options o = opts_for(f, "copy");
@@ -151,7 +120,7 @@ static int count_cb(const struct st_snapshot *s, void *payload)
 
 static void test_copy_lifecycle(void **state)
 {
-	struct fixture *f = need(state);
+	struct loopfs *f = loopfs_need(state);
 	struct st_snapshot s, l;
 	struct st_err err = ST_ERR_INIT;
 	struct st_snapshot_options o = opts_for(f, "copy");
@@ -192,7 +161,7 @@ static void test_copy_lifecycle(void **state)
 
 static void test_gc(void **state)
 {
-	struct fixture *f = need(state);
+	struct loopfs *f = loopfs_need(state);
 	struct st_snapshot a, b;
 	struct st_err err = ST_ERR_INIT;
 	struct st_snapshot_options o = opts_for(f, "copy");
@@ -253,7 +222,7 @@ static int probe_remove(const struct st_snapshot *s, struct st_err *err)
 
 static void test_external_backend(void **state)
 {
-	struct fixture *f = need(state);
+	struct loopfs *f = loopfs_need(state);
 	const struct st_snapshot_ops ops = {
 		.name = "csi",
 		.needs_freeze = true,
@@ -292,5 +261,5 @@ int main(void)
 		cmocka_unit_test(test_external_backend),
 	};
 
-	return cmocka_run_group_tests_name("snapshot", tests, setup, teardown);
+	return cmocka_run_group_tests_name("snapshot", tests, setup, loopfs_group_teardown);
 }
