@@ -12,7 +12,7 @@
 #   comes out with the freezer sidecar and Velero hook annotations.
 #
 # Usage: hack/demo.sh BUILD_DIR
-# Environment: STASIS_DEMO_REPO=URL uses another repository (e.g. s3://...,
+# Environment: STASIS_DEMO_REPO=URL uses another repository (e.g. s3://... in an existing bucket,
 #   with AWS credentials in the environment); STASIS_DEMO_SECONDS (default 20)
 #   sets how long pgbench runs.
 set -euo pipefail
@@ -58,7 +58,7 @@ invariants() { # PORT -> prints "accounts tellers branches history count"
 }
 
 standalone() {
-	local repo=${STASIS_DEMO_REPO:-file://$W/repo} port port2 bench out a t b h n
+	local repo=${STASIS_DEMO_REPO:-file://$W/repo} port port2 bench a t b h n
 	export STASIS_REPO_KEY="stasis demo repository key"
 	export STASIS_STATE_DIR=$W/state
 	mkdir -p "$W/state" "$W/repo" "$W/sock" "$W/logs"
