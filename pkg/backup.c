@@ -979,6 +979,69 @@ static int collect(struct engine *e)
 	return back_up_cluster(e);
 }
 
+/* ---- the volume phase's view ------------------------------------------------------------ */
+
+struct st_backup_hook {
+	struct engine *e;
+};
+
+struct json_object *st_backup_hook_backup(struct st_backup_hook *h)
+{
+	return h->e->backup;
+}
+
+const char *st_backup_hook_name(const struct st_backup_hook *h)
+{
+	return h->e->name;
+}
+
+bool st_backup_hook_namespace_in_scope(const struct st_backup_hook *h, const char *ns)
+{
+	return ns != NULL && json_object_object_get_ex(h->e->namespaces, ns, NULL);
+}
+
+struct json_object *st_backup_hook_selector(const struct st_backup_hook *h)
+{
+	return st_json_get_obj(h->e->spec, "labelSelector");
+}
+
+struct st_store *st_backup_hook_store(const struct st_backup_hook *h)
+{
+	return h->e->s;
+}
+
+bool st_backup_hook_cancelled(const struct st_backup_hook *h)
+{
+	return h->e->cancelled ||
+	       (h->e->opts->cancel != NULL && atomic_load(h->e->opts->cancel));
+}
+
+void st_backup_hook_log(struct st_backup_hook *h, const char *level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (strcmp(level, "error") == 0)
+		h->e->errors++;
+	else if (strcmp(level, "warning") == 0)
+		h->e->warnings++;
+	blog(h->e, level, "%s", msg);
+}
+
+static void back_up_volumes(struct engine *e)
+{
+	struct st_backup_hook h = { e };
+	struct st_err err = { 0 };
+
+	if (e->opts->volumes == NULL || e->fatal[0] != '\0' || e->cancelled)
+		return;
+	if (e->opts->volumes(&h, e->opts->volumes_payload, &err) < 0)
+		set_fatal(e, "volumes", &err);
+}
+
 static void engine_dispose(struct engine *e)
 {
 	st_archive_writer_free(e->w);
@@ -1059,6 +1122,7 @@ int st_backup_run(struct st_backup_result *res, struct st_kube_client *c, struct
 		goto out;
 	}
 	(void)collect(&e);
+	back_up_volumes(&e);
 	verdict(res, &e, err);
 	st_err_clear(err);
 	res->errors = e.errors;

@@ -42,17 +42,50 @@ struct st_store;
 typedef void (*st_backup_progress_cb)(unsigned total_items, unsigned items_backed_up,
                                       void *payload);
 
+/*
+ * The engine as the volume phase sees it (see st_backup_options.volumes): a
+ * view of one running backup, valid only during the callback.
+ */
+struct st_backup_hook;
+
+/*
+ * Backs up the volumes of the backup once its resources are collected and
+ * before anything is uploaded (so the metadata still comes last). It may add
+ * fields to the Backup's status, log lines (st_backup_hook_log, which also
+ * counts warnings and errors) and objects under backups/<B>/. A negative
+ * return fails the backup with err's text.
+ */
+typedef int (*st_backup_volumes_cb)(struct st_backup_hook *h, void *payload, struct st_err *err);
+
 struct st_backup_options {
 	const atomic_bool *cancel;      /* stop between pages when true; NULL: never */
 	st_backup_progress_cb progress; /* NULL: none */
 	void *payload;
-	long long now;       /* start time (Unix seconds); 0: time(NULL) */
-	unsigned page_limit; /* list page size; 0: 500 */
+	long long now;                /* start time (Unix seconds); 0: time(NULL) */
+	unsigned page_limit;          /* list page size; 0: 500 */
+	st_backup_volumes_cb volumes; /* NULL: resources only */
+	void *volumes_payload;
 };
-#define ST_BACKUP_OPTIONS_INIT         \
-	{                              \
-		NULL, NULL, NULL, 0, 0 \
+#define ST_BACKUP_OPTIONS_INIT                     \
+	{                                          \
+		NULL, NULL, NULL, 0, 0, NULL, NULL \
 	}
+
+/* The Backup object being run (its status may be extended). */
+struct json_object *st_backup_hook_backup(struct st_backup_hook *h);
+/* Its name and the namespace of the Backup object. */
+const char *st_backup_hook_name(const struct st_backup_hook *h);
+/* True when namespace ns is in the backup's scope. */
+bool st_backup_hook_namespace_in_scope(const struct st_backup_hook *h, const char *ns);
+/* The backup's label selector (NULL: none; a LabelSelector object). */
+struct json_object *st_backup_hook_selector(const struct st_backup_hook *h);
+/* The store the backup is written to. */
+struct st_store *st_backup_hook_store(const struct st_backup_hook *h);
+/* True once the backup was asked to stop. */
+bool st_backup_hook_cancelled(const struct st_backup_hook *h);
+/* Adds a line to the backup's log; level "warning" and "error" are also counted. */
+void st_backup_hook_log(struct st_backup_hook *h, const char *level, const char *fmt, ...)
+	ST_PRINTF(3, 4);
 
 struct st_backup_result {
 	const char *phase; /* "Completed", "PartiallyFailed" or "Failed" (static text) */

@@ -304,6 +304,7 @@ static int open_store(struct st_bsl *b, struct st_kube_client *c, struct json_ob
 	char ca_path[600];
 	char cred_path[600];
 	char url[URL_CAP];
+	char repo_url[URL_CAP + 16];
 	int rc = ST_EINTERNAL;
 
 	cred_path[0] = '\0';
@@ -326,6 +327,18 @@ static int open_store(struct st_bsl *b, struct st_kube_client *c, struct json_ob
 	}
 	if ((rc = st_store_open(&b->store, url, &so, err)) < 0)
 		goto out;
+	if ((rc = st_bsl_sub_url(repo_url, sizeof(repo_url), url, ST_BSL_REPO_PREFIX)) < 0) {
+		rc = st_err_set(err, rc, "the repository URL below %s is too long", url);
+		goto out;
+	}
+	/* A directory location gets its repository directory on first use. */
+	if (strncmp(repo_url, "file://", 7) == 0 && strchr(repo_url, '?') == NULL &&
+	    mkdir(repo_url + 7, 0700) != 0 && errno != EEXIST) {
+		rc = st_err_set(err, ST_EIO, "%s: %s", repo_url, strerror(errno));
+		goto out;
+	}
+	if ((rc = st_store_open(&b->repo, repo_url, &so, err)) < 0)
+		goto out;
 	b->url = st_xstrdup(url);
 	rc = 0;
 out:
@@ -334,6 +347,18 @@ out:
 	if (secret != NULL)
 		st_freezero(secret, secret_len);
 	return rc;
+}
+
+int st_bsl_sub_url(char *buf, size_t size, const char *url, const char *sub)
+{
+	const char *q = strchr(url, '?');
+	size_t base = q != NULL ? (size_t)(q - url) : strlen(url);
+	int n;
+
+	while (base > 0 && url[base - 1] == '/')
+		base--;
+	n = snprintf(buf, size, "%.*s/%s%s", (int)base, url, sub, q != NULL ? q : "");
+	return n < 0 || (size_t)n >= size ? ST_ETOOBIG : 0;
 }
 
 int st_bsl_open(struct st_bsl *b, struct st_kube_client *c, struct json_object *bsl,
@@ -353,6 +378,8 @@ void st_bsl_close(struct st_bsl *b)
 
 	if (b == NULL)
 		return;
+	st_store_free(b->repo);
+	b->repo = NULL;
 	st_store_free(b->store);
 	b->store = NULL;
 	free(b->url);

@@ -17,11 +17,13 @@
 
 #include "pkg/backup.h"
 #include "pkg/bsl.h"
+#include "pkg/dataserver.h"
 #include "pkg/kube.h"
 #include "pkg/store.h"
 #include "pkg/util/json.h"
 #include "pkg/util/log.h"
 #include "pkg/util/mem.h"
+#include "pkg/volumes.h"
 
 #define EXIT_USAGE 2
 /* Lease timing, as controller-runtime's defaults: 15 s lease, renewed every 5 s. */
@@ -52,6 +54,26 @@ const char st_server_usage[] =
         "      --bsl-sync-period D    how often storage locations are probed (default 60s)\n"
         "      --client-qps N         API requests per second (default 50)\n"
         "      --client-burst N       API request burst (default 100)\n"
+        "\n"
+        "Volume data (claims in a backup's scope are frozen, cut and moved):\n"
+        "      --agent-ca FILE        CA that signed the agents' serving certificates\n"
+        "      --agent-cert FILE      client certificate the agents accept (the controller's)\n"
+        "      --agent-key FILE       its key\n"
+        "      --agent-server-name N  name the agent certificates carry (default stasis-agent)\n"
+        "      --freeze-deadline D    the agents thaw by themselves after D (default 30s)\n"
+        "      --cut-timeout D        longest wait for the snapshots' cut (default 10s)\n"
+        "      --ready-timeout D      longest wait for readyToUse (default 10m)\n"
+        "      --data-listen A:P      address of the data door movers send data to\n"
+        "      --data-address H:P     how movers reach it (default: --data-listen)\n"
+        "      --data-cert FILE       its serving certificate\n"
+        "      --data-key FILE        its key\n"
+        "      --data-ca FILE         CA movers verify it with\n"
+        "      --repo-key-file FILE   the volume repository's key (default\n"
+        "                             $STASIS_REPO_KEY_FILE)\n"
+        "      --mover-image IMAGE    image of the data mover pods (stasis-agent)\n"
+        "      --mover-command PATH   stasis-agent in that image (default /stasis-agent)\n"
+        "      --movers N             data movers at once (default 4)\n"
+        "      --mover-timeout D      longest run of one mover (default 6h)\n"
         "  -h, --help                 show this help\n";
 
 enum job_kind {
@@ -86,6 +108,9 @@ struct server {
 	struct json_object *bsl_gens; /* name -> generation last validated (BSL thread only) */
 	long long progress_ms;        /* worker only */
 	const char *current;          /* worker only: the Backup being run */
+	struct st_volumes_config vol; /* worker only, after setup */
+	struct st_dataserver *ds;
+	char data_address[300];
 };
 
 /* ---- time ------------------------------------------------------------------------------- */
@@ -357,6 +382,15 @@ static void backup_status(struct server *srv, const char *name, struct json_obje
 	if (rc < 0 && rc != ST_ENOTFOUND)
 		st_log_err("backup %s/%s: writing status: %s", srv->ns, name, st_err_text(&err));
 	json_object_put(body);
+}
+
+/* Volume progress while a backup runs (patch borrowed). */
+static void on_volume_status(struct json_object *st, void *payload)
+{
+	struct server *srv = payload;
+
+	if (srv->current != NULL)
+		backup_status(srv, srv->current, json_object_get(st));
 }
 
 static struct json_object *failed_status(const char *reason, const char *validation)
@@ -688,6 +722,9 @@ static void run_engine(struct server *srv, const char *name, struct json_object 
 	bo.cancel = &srv->stop;
 	bo.progress = on_progress;
 	bo.payload = srv;
+	bo.volumes = st_volumes_backup;
+	bo.volumes_payload = &srv->vol;
+	srv->vol.repo_store = b.repo;
 	bo.now = now;
 	srv->current = name;
 	srv->progress_ms = now_ms();
@@ -744,6 +781,9 @@ static void job_orphan(struct server *srv, const char *name)
 		goto out;
 	st_log_warn("backup %s/%s: %s; marking it Failed", srv->ns, name, ST_SERVER_RESTART_REASON);
 	backup_status(srv, name, failed_status(ST_SERVER_RESTART_REASON, NULL));
+	if (st_volumes_cleanup(srv->c, name, &err) < 0)
+		st_log_warn("backup %s/%s: removing its temporary objects: %s", srv->ns, name,
+		            st_err_text(&err));
 out:
 	json_object_put(backup);
 }
@@ -894,6 +934,10 @@ struct server_opts {
 	long long bsl_period_s;
 	double qps;
 	unsigned burst;
+	struct st_volumes_config vol;
+	const char *data_listen;
+	const char *data_cert;
+	const char *data_key;
 };
 
 static int parse_number(double *out, const char *s, double min, double max)
@@ -906,6 +950,156 @@ static int parse_number(double *out, const char *s, double min, double max)
 	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
 		return ST_EINVAL;
 	*out = v;
+	return 0;
+}
+
+enum {
+	OPT_AGENT_CA = 1000,
+	OPT_AGENT_CERT,
+	OPT_AGENT_KEY,
+	OPT_AGENT_NAME,
+	OPT_FREEZE_DEADLINE,
+	OPT_CUT_TIMEOUT,
+	OPT_READY_TIMEOUT,
+	OPT_DATA_LISTEN,
+	OPT_DATA_ADDRESS,
+	OPT_DATA_CERT,
+	OPT_DATA_KEY,
+	OPT_DATA_CA,
+	OPT_REPO_KEY,
+	OPT_MOVER_IMAGE,
+	OPT_MOVER_COMMAND,
+	OPT_MOVERS,
+	OPT_MOVER_TIMEOUT,
+};
+
+/* A duration option in milliseconds (at least 1 ms). */
+static int duration_ms(int64_t *out, const char *name, const char *text)
+{
+	long long s = 0;
+	char *end = NULL;
+	double v;
+
+	/* st_backup_parse_duration rounds to seconds; ms and fractions are kept here. */
+	errno = 0;
+	v = strtod(text, &end);
+	if (errno == 0 && end != text && end != NULL && strcmp(end, "ms") == 0 && v >= 1) {
+		*out = (int64_t)v;
+		return 0;
+	}
+	if (st_backup_parse_duration(&s, text) < 0 || s < 1) {
+		fprintf(stderr, "stasis server: --%s: want a duration such as 500ms, 30s or 10m\n",
+		        name);
+		return EXIT_USAGE;
+	}
+	*out = (int64_t)s * 1000;
+	return 0;
+}
+
+static int volume_opt(struct server_opts *o, int c, const char *arg)
+{
+	struct st_volumes_config *v = &o->vol;
+	double n = 0;
+
+	switch (c) {
+	case OPT_AGENT_CA:
+		v->agent_ca_file = arg;
+		return 0;
+	case OPT_AGENT_CERT:
+		v->agent_cert_file = arg;
+		return 0;
+	case OPT_AGENT_KEY:
+		v->agent_key_file = arg;
+		return 0;
+	case OPT_AGENT_NAME:
+		v->agent_server_name = arg;
+		return 0;
+	case OPT_FREEZE_DEADLINE:
+		if (duration_ms(&v->freeze_deadline_s, "freeze-deadline", arg) != 0)
+			return -1;
+		v->freeze_deadline_s = (v->freeze_deadline_s + 999) / 1000;
+		return 0;
+	case OPT_CUT_TIMEOUT:
+		return duration_ms(&v->cut_timeout_ms, "cut-timeout", arg) != 0 ? -1 : 0;
+	case OPT_READY_TIMEOUT:
+		return duration_ms(&v->ready_timeout_ms, "ready-timeout", arg) != 0 ? -1 : 0;
+	case OPT_MOVER_TIMEOUT:
+		return duration_ms(&v->mover_timeout_ms, "mover-timeout", arg) != 0 ? -1 : 0;
+	case OPT_DATA_LISTEN:
+		o->data_listen = arg;
+		return 0;
+	case OPT_DATA_ADDRESS:
+		v->data_address = arg;
+		return 0;
+	case OPT_DATA_CERT:
+		o->data_cert = arg;
+		return 0;
+	case OPT_DATA_KEY:
+		o->data_key = arg;
+		return 0;
+	case OPT_DATA_CA:
+		v->data_ca_file = arg;
+		return 0;
+	case OPT_REPO_KEY:
+		v->repo_key_file = arg;
+		return 0;
+	case OPT_MOVER_IMAGE:
+		v->mover_image = arg;
+		return 0;
+	case OPT_MOVER_COMMAND:
+		v->mover_command = arg;
+		return 0;
+	case OPT_MOVERS:
+		if (parse_number(&n, arg, 1, 256) < 0) {
+			fprintf(stderr, "stasis server: --movers: want 1..256\n");
+			return -1;
+		}
+		v->parallel = (unsigned)n;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* Starts the data door when --data-listen is given. */
+static int start_data_door(struct server *srv, const struct server_opts *o, struct st_err *err)
+{
+	struct st_dataserver_options dso;
+	char host[256];
+	const char *colon;
+	long port;
+
+	srv->vol = o->vol;
+	srv->vol.c = srv->c;
+	srv->vol.status = on_volume_status;
+	srv->vol.status_payload = srv;
+	if (srv->vol.repo_key_file == NULL)
+		srv->vol.repo_key_file = getenv("STASIS_REPO_KEY_FILE");
+	if (o->data_listen == NULL)
+		return 0;
+	colon = strrchr(o->data_listen, ':');
+	port = colon != NULL ? strtol(colon + 1, NULL, 10) : -1;
+	if (colon == NULL || port < 0 || port > 65535 || (size_t)(colon - o->data_listen) >= sizeof(host))
+		return st_err_set(err, ST_EINVAL, "--data-listen %s: want ADDRESS:PORT",
+		                  o->data_listen);
+	if (o->data_cert == NULL || o->data_key == NULL)
+		return st_err_set(err, ST_EINVAL, "--data-listen needs --data-cert and --data-key");
+	(void)snprintf(host, sizeof(host), "%.*s", (int)(colon - o->data_listen), o->data_listen);
+	memset(&dso, 0, sizeof(dso));
+	dso.listen_addr = host;
+	dso.port = (uint16_t)port;
+	dso.cert_file = o->data_cert;
+	dso.key_file = o->data_key;
+	if (st_dataserver_new(&srv->ds, &dso, err) < 0)
+		return ST_EINVAL;
+	srv->vol.ds = srv->ds;
+	if (srv->vol.data_address == NULL) {
+		(void)snprintf(srv->data_address, sizeof(srv->data_address), "%s:%u", host,
+		               (unsigned)st_dataserver_port(srv->ds));
+		srv->vol.data_address = srv->data_address;
+	}
+	st_log_info("stasis server: data door on %s:%u", host,
+	            (unsigned)st_dataserver_port(srv->ds));
 	return 0;
 }
 
@@ -922,12 +1116,34 @@ static int parse_opts(struct server_opts *o, int argc, char **argv)
 		{ "client-qps", required_argument, NULL, 'q' },
 		{ "client-burst", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "agent-ca", required_argument, NULL, OPT_AGENT_CA },
+		{ "agent-cert", required_argument, NULL, OPT_AGENT_CERT },
+		{ "agent-key", required_argument, NULL, OPT_AGENT_KEY },
+		{ "agent-server-name", required_argument, NULL, OPT_AGENT_NAME },
+		{ "freeze-deadline", required_argument, NULL, OPT_FREEZE_DEADLINE },
+		{ "cut-timeout", required_argument, NULL, OPT_CUT_TIMEOUT },
+		{ "ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT },
+		{ "data-listen", required_argument, NULL, OPT_DATA_LISTEN },
+		{ "data-address", required_argument, NULL, OPT_DATA_ADDRESS },
+		{ "data-cert", required_argument, NULL, OPT_DATA_CERT },
+		{ "data-key", required_argument, NULL, OPT_DATA_KEY },
+		{ "data-ca", required_argument, NULL, OPT_DATA_CA },
+		{ "repo-key-file", required_argument, NULL, OPT_REPO_KEY },
+		{ "mover-image", required_argument, NULL, OPT_MOVER_IMAGE },
+		{ "mover-command", required_argument, NULL, OPT_MOVER_COMMAND },
+		{ "movers", required_argument, NULL, OPT_MOVERS },
+		{ "mover-timeout", required_argument, NULL, OPT_MOVER_TIMEOUT },
 		{ NULL, 0, NULL, 0 },
 	};
 	double v = 0;
 	int c;
 
 	while ((c = getopt_long(argc, argv, ":n:h", longopts, NULL)) != -1) {
+		if (c >= OPT_AGENT_CA) {
+			if (volume_opt(o, c, optarg) < 0)
+				return EXIT_USAGE;
+			continue;
+		}
 		switch (c) {
 		case 'n':
 			o->ns = optarg;
@@ -1021,6 +1237,10 @@ static int setup(struct server *srv, const struct server_opts *o, char *identity
 	srv->identity = identity;
 	srv->credentials_file = o->credentials_file;
 	srv->bsl_period_s = o->bsl_period_s;
+	if ((rc = start_data_door(srv, o, &err)) < 0) {
+		st_log_err("stasis server: %s", st_err_text(&err));
+		goto out;
+	}
 	if ((rc = st_kube_gvr_set(&srv->backups, "stasis.io", "v1alpha1", "backups", "Backup",
 	                          true)) < 0 ||
 	    (rc = st_kube_gvr_set(&srv->bsls, "stasis.io", "v1alpha1", "backupstoragelocations",
@@ -1055,13 +1275,17 @@ static void serve(struct server *srv)
 
 int st_server_main(int argc, char **argv)
 {
-	struct server_opts o = { "stasis", NULL, NULL, NULL, "stasis-controller", NULL, 60, 0, 0 };
+	struct server_opts o;
 	struct server srv;
 	struct sig_ctx sc;
 	pthread_t sigt;
 	char identity[256];
 	int rc;
 
+	memset(&o, 0, sizeof(o));
+	o.ns = "stasis";
+	o.lease_name = "stasis-controller";
+	o.bsl_period_s = 60;
 	if ((rc = parse_opts(&o, argc, argv)) >= 0)
 		return rc;
 	memset(&srv, 0, sizeof(srv));
@@ -1092,6 +1316,7 @@ int st_server_main(int argc, char **argv)
 	rc = atomic_load(&srv.lease_lost) ? 1 : 0;
 	st_log_info("stasis server: stopped");
 out:
+	st_dataserver_free(srv.ds);
 	st_kube_client_free(srv.c);
 	json_object_put(srv.bsl_gens);
 	free(srv.queue);

@@ -1,0 +1,1255 @@
+#include "pkg/volumes.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pkg/backup.h"
+#include "pkg/csi.h"
+#include "pkg/dataserver.h"
+#include "pkg/kube.h"
+#include "pkg/labels.h"
+#include "pkg/quiesce.h"
+#include "pkg/repo.h"
+#include "pkg/store.h"
+#include "pkg/util/buf.h"
+#include "pkg/util/json.h"
+#include "pkg/util/log.h"
+#include "pkg/util/mem.h"
+
+#define ANN_INJECTED     "stasis.io/injected"
+#define ANN_AGENT_PORT   "stasis.io/agent-port"
+#define ANN_VELERO_PRE   "pre.hook.backup.velero.io/command"
+#define MOUNT_SOURCE     "/stasis/source"
+#define MOUNT_SECRET     "/stasis/secret"
+#define NAME_CAP         254
+#define POLL_MS          200
+#define CAP_SECRET_FILE  (64u * 1024u)
+#define PROGRESS_MS      1000
+#define DEFAULT_PARALLEL 4
+
+enum vol_state {
+	VOL_SKIPPED = 0, /* method none, unbound, or not selected */
+	VOL_PENDING,     /* to be cut */
+	VOL_CUT,         /* snapshot cut, waiting for a mover */
+	VOL_MOVING,
+	VOL_DONE,
+	VOL_FAILED,
+};
+
+struct vol {
+	char ns[NAME_CAP];
+	char pvc[NAME_CAP];
+	char storage_class[NAME_CAP];
+	char size[64];
+	char method[16];
+	bool keep;
+	bool selected; /* the claim itself matches the selector */
+	bool used;     /* mounted by a selected pod */
+	enum vol_state state;
+	struct st_csi_snap snap;
+	bool snap_created;
+	struct json_object *tolerations; /* of a pod mounting the claim; owned */
+	char mover[NAME_CAP];            /* name of the mover pod, claim and Secret */
+	char session[40];
+	int64_t mover_started_ms;
+	char snapshot_id[2 * ST_REPO_ID_LEN + 1];
+	uint64_t bytes;
+	uint64_t bytes_new;
+	uint64_t moved;
+	char error[512];
+};
+
+struct phase {
+	const struct st_volumes_config *cfg;
+	struct st_backup_hook *h;
+	struct st_kube_client *c;
+	const char *backup;
+	struct json_object *selector;
+	struct vol *vols;
+	size_t nvols;
+	size_t cap;
+	struct st_quiesce_target *targets;
+	size_t ntargets;
+	struct st_kube_gvr pods, pvcs, secrets, snaps;
+	struct st_store *repo_store;
+	int64_t start_ms;
+	int64_t progress_ms;
+};
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* RFC 3339 with milliseconds: "2026-01-02T03:04:05.678Z". */
+static void format_ms(char *buf, size_t size, int64_t ms)
+{
+	char base[32];
+	size_t n;
+
+	st_backup_format_time(base, sizeof(base), (long long)(ms / 1000));
+	n = strlen(base);
+	if (n > 0 && base[n - 1] == 'Z')
+		base[n - 1] = '\0';
+	(void)snprintf(buf, size, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+static uint32_t fnv32(const char *a, const char *b)
+{
+	uint32_t h = 2166136261u;
+	const char *p;
+
+	for (p = a; *p != '\0'; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ '/') * 16777619u;
+	for (p = b; *p != '\0'; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return h;
+}
+
+static const char *meta_str(struct json_object *obj, const char *key)
+{
+	return st_json_get_str(st_json_get_obj(obj, "metadata"), key);
+}
+
+static const char *annotation(struct json_object *obj, const char *key)
+{
+	return st_json_get_str(st_json_get_obj(st_json_get_obj(obj, "metadata"), "annotations"),
+	                       key);
+}
+
+static struct vol *find_vol(struct phase *p, const char *ns, const char *pvc)
+{
+	size_t i;
+
+	for (i = 0; i < p->nvols; i++)
+		if (strcmp(p->vols[i].ns, ns) == 0 && strcmp(p->vols[i].pvc, pvc) == 0)
+			return &p->vols[i];
+	return NULL;
+}
+
+/* ---- scope ------------------------------------------------------------------------------ */
+
+static int on_pvc(struct json_object *pvc, void *payload)
+{
+	struct phase *p = payload;
+	const char *ns = meta_str(pvc, "namespace");
+	const char *name = meta_str(pvc, "name");
+	struct json_object *spec = st_json_get_obj(pvc, "spec");
+	const char *phase = st_json_get_str(st_json_get_obj(pvc, "status"), "phase");
+	const char *method = annotation(pvc, ST_CSI_METHOD_ANN);
+	const char *keep = annotation(pvc, ST_CSI_KEEP_ANN);
+	const char *sc = st_json_get_str(spec, "storageClassName");
+	const char *size = st_json_get_str(
+		st_json_get_obj(st_json_get_obj(spec, "resources"), "requests"), "storage");
+	struct json_object *bspec = st_json_get_obj(st_backup_hook_backup(p->h), "spec");
+	struct vol *v;
+
+	if (ns == NULL || name == NULL || !st_backup_hook_namespace_in_scope(p->h, ns))
+		return 0;
+	if (p->nvols == p->cap) {
+		p->cap = p->cap ? 2 * p->cap : 16;
+		p->vols = st_xrealloc(p->vols, p->cap * sizeof(*p->vols));
+	}
+	v = &p->vols[p->nvols++];
+	memset(v, 0, sizeof(*v));
+	(void)snprintf(v->ns, sizeof(v->ns), "%s", ns);
+	(void)snprintf(v->pvc, sizeof(v->pvc), "%s", name);
+	(void)snprintf(v->storage_class, sizeof(v->storage_class), "%s", sc ? sc : "");
+	(void)snprintf(v->size, sizeof(v->size), "%s", size ? size : "");
+	if (method == NULL)
+		method = st_json_get_str(bspec, "snapshotMethod");
+	(void)snprintf(v->method, sizeof(v->method), "%s",
+	               method != NULL && method[0] != '\0' ? method : "csi");
+	v->keep = (keep != NULL && strcmp(keep, "true") == 0) ||
+	          st_json_get_bool(bspec, "keepSnapshots", false);
+	v->selected = p->selector == NULL ||
+	              st_labels_match(p->selector,
+	                              st_json_get_obj(st_json_get_obj(pvc, "metadata"), "labels"));
+	v->state = VOL_PENDING;
+	if (phase == NULL || strcmp(phase, "Bound") != 0) {
+		v->state = VOL_SKIPPED;
+		(void)snprintf(v->error, sizeof(v->error), "claim is not bound");
+	}
+	return 0;
+}
+
+/* Volume names of pod that are claims this backup cuts, as a JSON array text. */
+static char *agent_volumes(struct phase *p, struct json_object *pod, const char *ns)
+{
+	struct json_object *vols = st_json_get_arr(st_json_get_obj(pod, "spec"), "volumes");
+	struct json_object *arr = json_object_new_array();
+	size_t i, n = vols ? json_object_array_length(vols) : 0;
+	char *text;
+
+	for (i = 0; i < n; i++) {
+		struct json_object *vo = json_object_array_get_idx(vols, i);
+		const char *claim =
+			st_json_get_str(st_json_get_obj(vo, "persistentVolumeClaim"), "claimName");
+		struct vol *v = claim ? find_vol(p, ns, claim) : NULL;
+
+		if (v != NULL && v->state == VOL_PENDING && st_json_get_str(vo, "name") != NULL)
+			json_object_array_add(arr,
+			                      json_object_new_string(st_json_get_str(vo, "name")));
+	}
+	if (json_object_array_length(arr) == 0) {
+		json_object_put(arr);
+		return NULL;
+	}
+	text = st_xstrdup(st_json_to_string(arr, NULL));
+	json_object_put(arr);
+	return text;
+}
+
+static void add_target(struct phase *p, struct json_object *pod, const char *ns, const char *name)
+{
+	struct json_object *st = st_json_get_obj(pod, "status");
+	const char *ip = st_json_get_str(st, "podIP");
+	const char *port = annotation(pod, ANN_AGENT_PORT);
+	struct st_quiesce_target *t;
+	char *vols = agent_volumes(p, pod, ns);
+	long pv;
+
+	if (vols == NULL)
+		return;
+	if (ip == NULL || ip[0] == '\0') {
+		st_backup_hook_log(p->h, "warning",
+		                   "pod %s/%s has a stasis agent but no IP yet: its volumes are "
+		                   "cut without a freeze",
+		                   ns, name);
+		free(vols);
+		return;
+	}
+	pv = port != NULL ? strtol(port, NULL, 10) : 8443;
+	if (pv <= 0 || pv > 65535)
+		pv = 8443;
+	if (p->ntargets == ST_QUIESCE_MAX_TARGETS) {
+		free(vols);
+		return;
+	}
+	p->targets = st_xrealloc(p->targets, (p->ntargets + 1) * sizeof(*p->targets));
+	t = &p->targets[p->ntargets++];
+	memset(t, 0, sizeof(*t));
+	(void)snprintf(t->namespace, sizeof(t->namespace), "%s", ns);
+	(void)snprintf(t->pod, sizeof(t->pod), "%s", name);
+	(void)snprintf(t->addr, sizeof(t->addr), "%s", ip);
+	t->port = (uint16_t)pv;
+	t->volumes = vols;
+	t->window_ms = -1;
+}
+
+static int on_pod(struct json_object *pod, void *payload)
+{
+	struct phase *p = payload;
+	const char *ns = meta_str(pod, "namespace");
+	const char *name = meta_str(pod, "name");
+	const char *phase = st_json_get_str(st_json_get_obj(pod, "status"), "phase");
+	struct json_object *vols = st_json_get_arr(st_json_get_obj(pod, "spec"), "volumes");
+	size_t i, n = vols ? json_object_array_length(vols) : 0;
+	bool mounts = false;
+
+	if (ns == NULL || name == NULL || !st_backup_hook_namespace_in_scope(p->h, ns))
+		return 0;
+	if (p->selector != NULL &&
+	    !st_labels_match(p->selector,
+	                     st_json_get_obj(st_json_get_obj(pod, "metadata"), "labels")))
+		return 0;
+	for (i = 0; i < n; i++) {
+		struct json_object *vo = json_object_array_get_idx(vols, i);
+		const char *claim =
+			st_json_get_str(st_json_get_obj(vo, "persistentVolumeClaim"), "claimName");
+		struct vol *v = claim ? find_vol(p, ns, claim) : NULL;
+
+		if (v == NULL)
+			continue;
+		v->used = true;
+		mounts = mounts || v->state == VOL_PENDING;
+		if (v->tolerations == NULL &&
+		    st_json_get_arr(st_json_get_obj(pod, "spec"), "tolerations") != NULL)
+			v->tolerations = json_object_get(
+				st_json_get_arr(st_json_get_obj(pod, "spec"), "tolerations"));
+	}
+	if (!mounts || phase == NULL || strcmp(phase, "Running") != 0)
+		return 0;
+	if (annotation(pod, ANN_INJECTED) != NULL)
+		add_target(p, pod, ns, name);
+	else if (annotation(pod, ANN_VELERO_PRE) != NULL)
+		st_backup_hook_log(p->h, "warning",
+		                   "pod %s/%s has Velero hook annotations but no stasis agent: "
+		                   "its volumes are not quiesced",
+		                   ns, name);
+	return 0;
+}
+
+static int gather(struct phase *p, struct st_err *err)
+{
+	struct st_kube_list_options lo = ST_KUBE_LIST_OPTIONS_INIT;
+	size_t i, keep = 0;
+	int rc;
+
+	if ((rc = st_kube_list_items(NULL, p->c, &p->pvcs, NULL, &lo, on_pvc, p, err)) < 0)
+		return rc;
+	if ((rc = st_kube_list_items(NULL, p->c, &p->pods, NULL, &lo, on_pod, p, err)) < 0)
+		return rc;
+	for (i = 0; i < p->nvols; i++) {
+		struct vol *v = &p->vols[i];
+
+		if (!v->selected && !v->used) {
+			json_object_put(v->tolerations);
+			continue;
+		}
+		if (v->state == VOL_PENDING && strcmp(v->method, "none") == 0) {
+			v->state = VOL_SKIPPED;
+			(void)snprintf(v->error, sizeof(v->error), "snapshot method is none");
+		} else if (v->state == VOL_PENDING && strcmp(v->method, "csi") != 0) {
+			st_backup_hook_log(p->h, "error",
+			                   "claim %s/%s: snapshot method \"%s\" is unknown (use csi "
+			                   "or none)",
+			                   v->ns, v->pvc, v->method);
+			v->state = VOL_FAILED;
+			(void)snprintf(v->error, sizeof(v->error), "unknown snapshot method \"%s\"",
+			               v->method);
+		} else if (v->state == VOL_SKIPPED) {
+			st_backup_hook_log(p->h, "warning", "claim %s/%s: %s, its data is skipped",
+			                   v->ns, v->pvc, v->error);
+		}
+		p->vols[keep++] = *v;
+	}
+	p->nvols = keep;
+	return 0;
+}
+
+/* ---- status ----------------------------------------------------------------------------- */
+
+static struct json_object *status_obj(struct phase *p)
+{
+	struct json_object *b = st_backup_hook_backup(p->h);
+	struct json_object *st = st_json_get_obj(b, "status");
+
+	if (st == NULL) {
+		st = json_object_new_object();
+		json_object_object_add(b, "status", st);
+	}
+	return st;
+}
+
+static void push_status(struct phase *p, struct json_object *patch)
+{
+	if (p->cfg->status != NULL)
+		p->cfg->status(patch, p->cfg->status_payload);
+	json_object_put(patch);
+}
+
+static struct json_object *windows_json(struct phase *p)
+{
+	struct json_object *arr = json_object_new_array();
+	size_t i;
+
+	for (i = 0; i < p->ntargets; i++) {
+		const struct st_quiesce_target *t = &p->targets[i];
+		struct json_object *w = json_object_new_object();
+		char ts[40];
+		double ms = t->window_ms;
+
+		if (!t->frozen && t->frozen_at_ms == 0) {
+			json_object_put(w);
+			continue;
+		}
+		if (ms < 0 && t->thawed_at_ms > 0)
+			ms = (double)(t->thawed_at_ms - t->frozen_at_ms);
+		st_json_add_str(w, "namespace", t->namespace);
+		st_json_add_str(w, "pod", t->pod);
+		format_ms(ts, sizeof(ts), t->frozen_at_ms);
+		st_json_add_str(w, "frozenAt", ts);
+		if (t->thawed_at_ms > 0) {
+			format_ms(ts, sizeof(ts), t->thawed_at_ms);
+			st_json_add_str(w, "thawedAt", ts);
+		}
+		json_object_object_add(w, "durationMs", json_object_new_double(ms < 0 ? 0 : ms));
+		if (t->error[0] != '\0')
+			st_json_add_str(w, "error", t->error);
+		json_object_array_add(arr, w);
+	}
+	return arr;
+}
+
+static const char *state_name(enum vol_state s)
+{
+	switch (s) {
+	case VOL_SKIPPED:
+		return "Skipped";
+	case VOL_DONE:
+		return "Completed";
+	case VOL_FAILED:
+		return "Failed";
+	default:
+		return "InProgress";
+	}
+}
+
+static struct json_object *volume_json(const struct vol *v, bool manifest)
+{
+	struct json_object *o = json_object_new_object();
+
+	st_json_add_str(o, "namespace", v->ns);
+	st_json_add_str(o, "persistentVolumeClaim", v->pvc);
+	st_json_add_str(o, "phase", state_name(v->state));
+	st_json_add_str(o, "method", v->method);
+	if (v->snapshot_id[0] != '\0')
+		st_json_add_str(o, "repositorySnapshot", v->snapshot_id);
+	json_object_object_add(o, "bytes", json_object_new_int64((int64_t)v->bytes));
+	json_object_object_add(o, "bytesNew", json_object_new_int64((int64_t)v->bytes_new));
+	if (v->snap_created && v->keep)
+		st_json_add_str(o, "volumeSnapshot", v->snap.name);
+	if (manifest) {
+		st_json_add_str(o, "storageClass", v->storage_class);
+		st_json_add_str(o, "size", v->size);
+		if (v->snap.driver[0] != '\0')
+			st_json_add_str(o, "driver", v->snap.driver);
+		if (v->snap.cls[0] != '\0')
+			st_json_add_str(o, "volumeSnapshotClass", v->snap.cls);
+	}
+	if (v->error[0] != '\0')
+		st_json_add_str(o, "message", v->error);
+	return o;
+}
+
+static struct json_object *progress_json(struct phase *p)
+{
+	struct json_object *o = json_object_new_object();
+	uint64_t moved = 0;
+	unsigned total = 0, done = 0;
+	int64_t el = wall_ms() - p->start_ms;
+	size_t i;
+
+	for (i = 0; i < p->nvols; i++) {
+		const struct vol *v = &p->vols[i];
+
+		moved += v->moved;
+		if (v->state == VOL_SKIPPED)
+			continue;
+		total++;
+		if (v->state == VOL_DONE || v->state == VOL_FAILED)
+			done++;
+	}
+	json_object_object_add(o, "totalVolumes", json_object_new_int((int)total));
+	json_object_object_add(o, "volumesDone", json_object_new_int((int)done));
+	json_object_object_add(o, "bytesTransferred", json_object_new_int64((int64_t)moved));
+	json_object_object_add(o, "bytesPerSecond",
+	                       json_object_new_int64(el > 0 ? (int64_t)(moved * 1000 / (uint64_t)el)
+	                                                    : 0));
+	return o;
+}
+
+/* Writes the volume fields into the Backup's status (final) and pushes them. */
+static void record_status(struct phase *p)
+{
+	struct json_object *st = status_obj(p);
+	struct json_object *vols = json_object_new_array();
+	struct json_object *patch = json_object_new_object();
+	unsigned attempted = 0, completed = 0;
+	size_t i;
+
+	for (i = 0; i < p->nvols; i++) {
+		json_object_array_add(vols, volume_json(&p->vols[i], false));
+		attempted += p->vols[i].snap_created;
+		completed += p->vols[i].snap_created && p->vols[i].snap.created_ns > 0 &&
+		             p->vols[i].snap.error[0] == '\0';
+	}
+	json_object_object_add(st, "freezeWindows", windows_json(p));
+	json_object_object_add(st, "volumes", vols);
+	json_object_object_add(st, "volumeProgress", progress_json(p));
+	json_object_object_add(st, "csiVolumeSnapshotsAttempted",
+	                       json_object_new_int((int)attempted));
+	json_object_object_add(st, "csiVolumeSnapshotsCompleted",
+	                       json_object_new_int((int)completed));
+	json_object_object_add(patch, "freezeWindows",
+	                       json_object_get(st_json_get(st, "freezeWindows")));
+	json_object_object_add(patch, "volumes", json_object_get(st_json_get(st, "volumes")));
+	json_object_object_add(patch, "volumeProgress",
+	                       json_object_get(st_json_get(st, "volumeProgress")));
+	push_status(p, patch);
+}
+
+/* ---- quiesce and cut -------------------------------------------------------------------- */
+
+static void delete_snapshots(struct phase *p, bool all)
+{
+	struct st_err err = { 0 };
+	size_t i;
+
+	for (i = 0; i < p->nvols; i++) {
+		struct vol *v = &p->vols[i];
+
+		if (!v->snap_created || (!all && v->keep))
+			continue;
+		if (st_csi_delete(&v->snap, p->c, &err) < 0)
+			st_backup_hook_log(p->h, "warning", "deleting VolumeSnapshot %s/%s: %s",
+			                   v->ns, v->snap.name, st_err_text(&err));
+	}
+}
+
+static void log_windows(struct phase *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->ntargets; i++) {
+		const struct st_quiesce_target *t = &p->targets[i];
+
+		if (t->frozen_at_ms == 0)
+			continue;
+		st_backup_hook_log(p->h, t->error[0] ? "warning" : "info",
+		                   "pod %s/%s frozen for %.1f ms%s%s", t->namespace, t->pod,
+		                   t->window_ms >= 0 ? t->window_ms
+		                                     : (double)(t->thawed_at_ms - t->frozen_at_ms),
+		                   t->error[0] ? ": " : "", t->error);
+	}
+}
+
+static int create_snapshots(struct phase *p, struct st_err *err)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < p->nvols; i++) {
+		struct vol *v = &p->vols[i];
+
+		if (v->state != VOL_PENDING)
+			continue;
+		memset(&v->snap, 0, sizeof(v->snap));
+		(void)snprintf(v->snap.namespace, sizeof(v->snap.namespace), "%s", v->ns);
+		(void)snprintf(v->snap.pvc, sizeof(v->snap.pvc), "%s", v->pvc);
+		(void)snprintf(v->snap.name, sizeof(v->snap.name), "%.200s-%08x", p->backup,
+		               fnv32(v->ns, v->pvc));
+		v->snap.restore_size = -1;
+		if ((rc = st_csi_create(&v->snap, p->c, p->backup, err)) < 0)
+			return st_err_set(err, rc, "claim %s/%s: %s", v->ns, v->pvc,
+			                  st_err_text(err));
+		v->snap_created = true;
+	}
+	return 0;
+}
+
+static size_t collect_snaps(struct phase *p, struct st_csi_snap **out)
+{
+	size_t i, n = 0;
+
+	*out = st_xcalloc(p->nvols ? p->nvols : 1, sizeof(**out));
+	for (i = 0; i < p->nvols; i++)
+		if (p->vols[i].snap_created && p->vols[i].state == VOL_PENDING)
+			(*out)[n++] = p->vols[i].snap;
+	return n;
+}
+
+static void scatter_snaps(struct phase *p, const struct st_csi_snap *snaps, size_t n)
+{
+	size_t i, j = 0;
+
+	for (i = 0; i < p->nvols && j < n; i++)
+		if (p->vols[i].snap_created && p->vols[i].state == VOL_PENDING)
+			p->vols[i].snap = snaps[j++];
+}
+
+/* Freeze, cut, thaw. Everything frozen is thawed before this returns. */
+static int quiesce_and_cut(struct phase *p, struct st_err *err)
+{
+	const struct st_volumes_config *cfg = p->cfg;
+	struct st_quiesce_options qo;
+	struct st_quiesce *q = NULL;
+	struct st_csi_snap *snaps = NULL;
+	struct st_err terr = { 0 };
+	size_t n, i;
+	int rc = 0;
+
+	memset(&qo, 0, sizeof(qo));
+	qo.tls.ca_file = cfg->agent_ca_file;
+	qo.tls.cert_file = cfg->agent_cert_file;
+	qo.tls.key_file = cfg->agent_key_file;
+	qo.tls.server_name = cfg->agent_server_name;
+	qo.deadline_s = cfg->freeze_deadline_s > 0 ? cfg->freeze_deadline_s : 30;
+	qo.timeout_ms = cfg->freeze_timeout_ms;
+	if (p->ntargets > 0) {
+		if (cfg->agent_cert_file == NULL || cfg->agent_key_file == NULL)
+			return st_err_set(err, ST_EINVAL,
+			                  "%zu pods have stasis agents but the controller has no "
+			                  "agent client certificate (--agent-cert, --agent-key)",
+			                  p->ntargets);
+		if ((rc = st_quiesce_new(&q, p->targets, p->ntargets, &qo, err)) < 0)
+			return rc;
+		if ((rc = st_quiesce_freeze(q, err)) < 0) {
+			st_quiesce_free(q);
+			return rc;
+		}
+	}
+	rc = create_snapshots(p, err);
+	if (rc == 0) {
+		n = collect_snaps(p, &snaps);
+		rc = st_csi_wait_cut(snaps, n, p->c,
+		                     cfg->cut_timeout_ms > 0 ? cfg->cut_timeout_ms : 10000, err);
+		scatter_snaps(p, snaps, n);
+	}
+	if (q != NULL) {
+		if (st_quiesce_thaw(q, &terr) < 0)
+			st_backup_hook_log(p->h, "error", "thaw: %s (the agents' watchdogs thaw by "
+			                   "their deadline)", st_err_text(&terr));
+		st_quiesce_free(q);
+	}
+	log_windows(p);
+	free(snaps);
+	if (rc < 0)
+		return rc;
+	for (i = 0; i < p->nvols; i++) {
+		struct vol *v = &p->vols[i];
+
+		if (!v->snap_created || v->state != VOL_PENDING)
+			continue;
+		if (v->snap.error[0] != '\0')
+			return st_err_set(err, ST_EUPSTREAM, "VolumeSnapshot %s/%s: %s", v->ns,
+			                  v->snap.name, v->snap.error);
+		v->state = VOL_CUT;
+	}
+	return 0;
+}
+
+static void wait_ready(struct phase *p)
+{
+	const struct st_volumes_config *cfg = p->cfg;
+	struct st_csi_snap *snaps = NULL;
+	struct st_err err = { 0 };
+	size_t i, j = 0, n = 0;
+
+	snaps = st_xcalloc(p->nvols ? p->nvols : 1, sizeof(*snaps));
+	for (i = 0; i < p->nvols; i++)
+		if (p->vols[i].state == VOL_CUT)
+			snaps[n++] = p->vols[i].snap;
+	if (n > 0 && st_csi_wait_ready(snaps, n, p->c,
+	                               cfg->ready_timeout_ms > 0 ? cfg->ready_timeout_ms : 600000,
+	                               &err) < 0)
+		st_backup_hook_log(p->h, "error", "%s", st_err_text(&err));
+	for (i = 0; i < p->nvols && j < n; i++) {
+		struct vol *v = &p->vols[i];
+
+		if (v->state != VOL_CUT)
+			continue;
+		v->snap = snaps[j++];
+		if (v->snap.ready)
+			continue;
+		v->state = VOL_FAILED;
+		(void)snprintf(v->error, sizeof(v->error), "VolumeSnapshot %.200s never became ready%s%.250s",
+		               v->snap.name, v->snap.error[0] ? ": " : "", v->snap.error);
+		st_backup_hook_log(p->h, "error", "claim %s/%s: %s", v->ns, v->pvc, v->error);
+	}
+	free(snaps);
+}
+
+/* ---- movers ----------------------------------------------------------------------------- */
+
+static char *b64(const void *data, size_t n)
+{
+	char *out = st_xmalloc(4 * ((n + 2) / 3) + 1);
+
+	(void)EVP_EncodeBlock((unsigned char *)out, data, (int)n);
+	return out;
+}
+
+static void wipe(struct st_buf *b)
+{
+	if (b->ptr != NULL)
+		explicit_bzero(b->ptr, b->len);
+	st_buf_dispose(b);
+}
+
+static int read_secret_file(struct st_buf *b, const char *path, const char *what,
+                            struct st_err *err)
+{
+	int rc;
+
+	st_buf_init(b, CAP_SECRET_FILE);
+	if (path == NULL)
+		return st_err_set(err, ST_EINVAL, "%s is not configured", what);
+	if ((rc = st_buf_read_file(b, path, err)) < 0)
+		return st_err_set(err, rc, "%s: %s", what, st_err_text(err));
+	return 0;
+}
+
+static void add_b64(struct json_object *data, const char *key, const struct st_buf *b)
+{
+	char *t = b64(b->ptr != NULL ? b->ptr : "", b->len);
+
+	st_json_add_str(data, key, t);
+	explicit_bzero(t, strlen(t));
+	free(t);
+}
+
+static struct json_object *temp_meta(struct phase *p, const struct vol *v)
+{
+	struct json_object *md = json_object_new_object();
+	struct json_object *labels = json_object_new_object();
+
+	st_json_add_str(md, "name", v->mover);
+	st_json_add_str(md, "namespace", v->ns);
+	st_json_add_str(labels, ST_CSI_BACKUP_LABEL, p->backup);
+	st_json_add_str(labels, ST_VOLUMES_TEMP_LABEL, "true");
+	st_json_add_str(labels, ST_VOLUMES_ROLE_LABEL, "mover");
+	json_object_object_add(md, "labels", labels);
+	return md;
+}
+
+static struct json_object *mover_secret(struct phase *p, const struct vol *v, const char *token,
+                                        struct st_err *err)
+{
+	struct json_object *s = NULL, *data;
+	struct st_buf key, ca, tok;
+	int rc;
+
+	st_buf_init(&tok, 128);
+	if ((rc = read_secret_file(&key, p->cfg->repo_key_file, "the repository key file",
+	                           err)) < 0 ||
+	    (rc = read_secret_file(&ca, p->cfg->data_ca_file, "the data door CA file", err)) < 0)
+		goto out;
+	if (st_buf_puts(&tok, token) < 0)
+		goto out;
+	s = json_object_new_object();
+	st_json_add_str(s, "apiVersion", "v1");
+	st_json_add_str(s, "kind", "Secret");
+	json_object_object_add(s, "metadata", temp_meta(p, v));
+	st_json_add_str(s, "type", "Opaque");
+	data = json_object_new_object();
+	add_b64(data, "repo-key", &key);
+	add_b64(data, "token", &tok);
+	add_b64(data, "ca.crt", &ca);
+	json_object_object_add(s, "data", data);
+out:
+	wipe(&key);
+	st_buf_dispose(&ca);
+	wipe(&tok);
+	return s;
+}
+
+static struct json_object *mover_claim(struct phase *p, const struct vol *v)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *spec = json_object_new_object();
+	struct json_object *modes = json_object_new_array();
+	struct json_object *res = json_object_new_object();
+	struct json_object *req = json_object_new_object();
+	struct json_object *ds = json_object_new_object();
+	char size[64];
+
+	st_json_add_str(o, "apiVersion", "v1");
+	st_json_add_str(o, "kind", "PersistentVolumeClaim");
+	json_object_object_add(o, "metadata", temp_meta(p, v));
+	if (v->storage_class[0] != '\0')
+		st_json_add_str(spec, "storageClassName", v->storage_class);
+	json_object_array_add(modes, json_object_new_string("ReadWriteOnce"));
+	json_object_object_add(spec, "accessModes", modes);
+	if (v->snap.restore_size > 0)
+		(void)snprintf(size, sizeof(size), "%lld", (long long)v->snap.restore_size);
+	else
+		(void)snprintf(size, sizeof(size), "%s", v->size[0] ? v->size : "1Gi");
+	st_json_add_str(req, "storage", size);
+	json_object_object_add(res, "requests", req);
+	json_object_object_add(spec, "resources", res);
+	st_json_add_str(ds, "apiGroup", "snapshot.storage.k8s.io");
+	st_json_add_str(ds, "kind", "VolumeSnapshot");
+	st_json_add_str(ds, "name", v->snap.name);
+	json_object_object_add(spec, "dataSource", ds);
+	json_object_object_add(o, "spec", spec);
+	return o;
+}
+
+static void add_env(struct json_object *env, const char *name, const char *value)
+{
+	struct json_object *e = json_object_new_object();
+
+	st_json_add_str(e, "name", name);
+	st_json_add_str(e, "value", value);
+	json_object_array_add(env, e);
+}
+
+static void add_mount(struct json_object *mounts, const char *name, const char *path)
+{
+	struct json_object *m = json_object_new_object();
+
+	st_json_add_str(m, "name", name);
+	st_json_add_str(m, "mountPath", path);
+	json_object_object_add(m, "readOnly", json_object_new_boolean(true));
+	json_object_array_add(mounts, m);
+}
+
+static struct json_object *mover_pod(struct phase *p, const struct vol *v)
+{
+	const struct st_volumes_config *cfg = p->cfg;
+	struct json_object *o = json_object_new_object();
+	struct json_object *spec = json_object_new_object();
+	struct json_object *ctr = json_object_new_object();
+	struct json_object *cmd = json_object_new_array();
+	struct json_object *env = json_object_new_array();
+	struct json_object *mounts = json_object_new_array();
+	struct json_object *vols = json_object_new_array();
+	struct json_object *src = json_object_new_object(), *pvc = json_object_new_object();
+	struct json_object *sec = json_object_new_object(), *secv = json_object_new_object();
+	struct json_object *ctrs = json_object_new_array();
+	struct json_object *res = json_object_new_object(), *lim = json_object_new_object(),
+			   *req = json_object_new_object();
+	char url[512], tag[600];
+	const char *args[] = { "backup", MOUNT_SOURCE, "--repo", url, "--tag", tag, "--json" };
+	size_t i;
+
+	(void)snprintf(url, sizeof(url), "stasis+https://%s/v1/sessions/%s", cfg->data_address,
+	               v->session);
+	(void)snprintf(tag, sizeof(tag), "%s/%s/%s", p->backup, v->ns, v->pvc);
+	st_json_add_str(o, "apiVersion", "v1");
+	st_json_add_str(o, "kind", "Pod");
+	json_object_object_add(o, "metadata", temp_meta(p, v));
+	st_json_add_str(spec, "restartPolicy", "Never");
+	st_json_add_str(ctr, "name", "mover");
+	st_json_add_str(ctr, "image", cfg->mover_image ? cfg->mover_image : "stasis/stasis-agent");
+	json_object_array_add(cmd, json_object_new_string(cfg->mover_command ? cfg->mover_command
+	                                                                      : "/stasis-agent"));
+	for (i = 0; i < sizeof(args) / sizeof(args[0]); i++)
+		json_object_array_add(cmd, json_object_new_string(args[i]));
+	json_object_object_add(ctr, "command", cmd);
+	add_env(env, "STASIS_REPO_KEY_FILE", MOUNT_SECRET "/repo-key");
+	add_env(env, "STASIS_DATA_TOKEN_FILE", MOUNT_SECRET "/token");
+	add_env(env, "STASIS_DATA_CA", MOUNT_SECRET "/ca.crt");
+	json_object_object_add(ctr, "env", env);
+	add_mount(mounts, "source", MOUNT_SOURCE);
+	add_mount(mounts, "secret", MOUNT_SECRET);
+	json_object_object_add(ctr, "volumeMounts", mounts);
+	st_json_add_str(req, "cpu", "100m");
+	st_json_add_str(req, "memory", "128Mi");
+	st_json_add_str(lim, "memory", "512Mi");
+	json_object_object_add(res, "requests", req);
+	json_object_object_add(res, "limits", lim);
+	json_object_object_add(ctr, "resources", res);
+	json_object_array_add(ctrs, ctr);
+	json_object_object_add(spec, "containers", ctrs);
+	st_json_add_str(src, "name", "source");
+	st_json_add_str(pvc, "claimName", v->mover);
+	json_object_object_add(pvc, "readOnly", json_object_new_boolean(true));
+	json_object_object_add(src, "persistentVolumeClaim", pvc);
+	json_object_array_add(vols, src);
+	st_json_add_str(sec, "name", "secret");
+	st_json_add_str(secv, "secretName", v->mover);
+	json_object_object_add(secv, "defaultMode", json_object_new_int(0400));
+	json_object_object_add(sec, "secret", secv);
+	json_object_array_add(vols, sec);
+	json_object_object_add(spec, "volumes", vols);
+	if (v->tolerations != NULL)
+		json_object_object_add(spec, "tolerations", json_object_get(v->tolerations));
+	json_object_object_add(o, "spec", spec);
+	return o;
+}
+
+static int create_obj(struct phase *p, const struct st_kube_gvr *gvr, const char *ns,
+                      struct json_object *obj, struct st_err *err)
+{
+	struct json_object *out = NULL;
+	int rc = st_kube_create(&out, p->c, gvr, ns, obj, NULL, err);
+
+	json_object_put(out);
+	json_object_put(obj);
+	return rc;
+}
+
+static void delete_obj(struct phase *p, const struct st_kube_gvr *gvr, const char *ns,
+                       const char *name)
+{
+	struct json_object *out = NULL;
+	struct st_err err = { 0 };
+	long http = 0;
+
+	if (st_kube_delete(&out, p->c, gvr, ns, name, "Background", &http, &err) < 0 &&
+	    http != 404)
+		st_backup_hook_log(p->h, "warning", "deleting %s %s/%s: %s", gvr->kind, ns, name,
+		                   st_err_text(&err));
+	json_object_put(out);
+}
+
+static void mover_cleanup(struct phase *p, struct vol *v)
+{
+	if (v->mover[0] == '\0')
+		return;
+	delete_obj(p, &p->pods, v->ns, v->mover);
+	delete_obj(p, &p->pvcs, v->ns, v->mover);
+	delete_obj(p, &p->secrets, v->ns, v->mover);
+	if (v->session[0] != '\0')
+		st_dataserver_close(p->cfg->ds, v->session);
+}
+
+static void fail_vol(struct phase *p, struct vol *v, const char *what, const char *detail)
+{
+	v->state = VOL_FAILED;
+	(void)snprintf(v->error, sizeof(v->error), "%s%s%s", what, what[0] && detail[0] ? ": " : "",
+	               detail);
+	st_backup_hook_log(p->h, "error", "claim %s/%s: %s", v->ns, v->pvc, v->error);
+}
+
+static void start_mover(struct phase *p, struct vol *v)
+{
+	struct st_err err = { 0 };
+	struct json_object *secret;
+	char token[ST_DATASERVER_TOKEN_LEN + 1];
+
+	(void)snprintf(v->mover, sizeof(v->mover), "%.40s-%08x-%s", p->backup,
+	               fnv32(v->ns, v->pvc), "mover");
+	if (st_dataserver_open(p->cfg->ds, p->repo_store, false, v->session, token, &err) < 0) {
+		fail_vol(p, v, "opening a data session", st_err_text(&err));
+		return;
+	}
+	secret = mover_secret(p, v, token, &err);
+	explicit_bzero(token, sizeof(token));
+	if (secret == NULL) {
+		fail_vol(p, v, "", st_err_text(&err));
+		mover_cleanup(p, v);
+		return;
+	}
+	if (create_obj(p, &p->secrets, v->ns, secret, &err) < 0 ||
+	    create_obj(p, &p->pvcs, v->ns, mover_claim(p, v), &err) < 0 ||
+	    create_obj(p, &p->pods, v->ns, mover_pod(p, v), &err) < 0) {
+		fail_vol(p, v, "starting the data mover", st_err_text(&err));
+		mover_cleanup(p, v);
+		return;
+	}
+	v->state = VOL_MOVING;
+	v->mover_started_ms = wall_ms();
+	st_backup_hook_log(p->h, "info", "claim %s/%s: data mover %s started", v->ns, v->pvc,
+	                   v->mover);
+}
+
+static const char *terminated_reason(struct json_object *pod)
+{
+	struct json_object *cs = st_json_get_arr(st_json_get_obj(pod, "status"), "containerStatuses");
+	struct json_object *c0 = cs ? json_object_array_get_idx(cs, 0) : NULL;
+	struct json_object *term = st_json_get_obj(st_json_get_obj(c0, "state"), "terminated");
+	const char *m = st_json_get_str(term, "message");
+
+	if (m == NULL)
+		m = st_json_get_str(term, "reason");
+	if (m == NULL)
+		m = st_json_get_str(st_json_get_obj(pod, "status"), "message");
+	return m != NULL ? m : "no reason given";
+}
+
+struct find_ctx {
+	const char *tag;
+	struct vol *v;
+	int64_t best;
+};
+
+static int find_snapshot(const struct st_repo_snapshot *s, void *payload)
+{
+	struct find_ctx *f = payload;
+
+	if (strcmp(s->tag, f->tag) != 0 || s->time < f->best ||
+	    s->time < f->v->mover_started_ms / 1000 - 5)
+		return 0;
+	f->best = s->time;
+	(void)snprintf(f->v->snapshot_id, sizeof(f->v->snapshot_id), "%s", s->id);
+	f->v->bytes = s->bytes;
+	f->v->bytes_new = s->bytes_new;
+	return 0;
+}
+
+/* The repository snapshot the mover of v wrote (the newest with its tag). */
+static int mover_result(struct phase *p, struct vol *v, struct st_err *err)
+{
+	struct st_repo *r = NULL;
+	struct st_buf key;
+	char tag[600];
+	struct find_ctx f = { tag, v, -1 };
+	int rc;
+
+	(void)snprintf(tag, sizeof(tag), "%s/%s/%s", p->backup, v->ns, v->pvc);
+	if ((rc = read_secret_file(&key, p->cfg->repo_key_file, "the repository key file",
+	                           err)) < 0) {
+		wipe(&key);
+		return rc;
+	}
+	rc = st_repo_open(&r, p->repo_store, key.ptr, key.len, err);
+	wipe(&key);
+	if (rc < 0)
+		return rc;
+	rc = st_repo_snapshot_foreach(r, find_snapshot, &f, err);
+	st_repo_free(r);
+	if (rc < 0)
+		return rc;
+	if (v->snapshot_id[0] == '\0')
+		return st_err_set(err, ST_ENOTFOUND,
+		                  "the mover finished but the repository has no snapshot tagged %s",
+		                  tag);
+	return 0;
+}
+
+static void poll_mover(struct phase *p, struct vol *v)
+{
+	struct st_dataserver_stats ds;
+	struct json_object *pod = NULL;
+	struct st_err err = { 0 };
+	const char *phase;
+	int64_t limit = p->cfg->mover_timeout_ms > 0 ? p->cfg->mover_timeout_ms : 6LL * 3600 * 1000;
+
+	if (st_dataserver_stats(&ds, p->cfg->ds, v->session) == 0)
+		v->moved = ds.bytes_in;
+	if (st_kube_get(&pod, p->c, &p->pods, v->ns, v->mover, NULL, &err) < 0) {
+		if (wall_ms() - v->mover_started_ms > limit)
+			fail_vol(p, v, "data mover", st_err_text(&err));
+		json_object_put(pod);
+		goto done;
+	}
+	phase = st_json_get_str(st_json_get_obj(pod, "status"), "phase");
+	if (phase != NULL && strcmp(phase, "Succeeded") == 0) {
+		if (mover_result(p, v, &err) < 0) {
+			fail_vol(p, v, "", st_err_text(&err));
+		} else {
+			v->state = VOL_DONE;
+			st_backup_hook_log(p->h, "info",
+			                   "claim %s/%s: %llu bytes in repository snapshot %.12s "
+			                   "(%llu new, %llu sent)",
+			                   v->ns, v->pvc, (unsigned long long)v->bytes, v->snapshot_id,
+			                   (unsigned long long)v->bytes_new,
+			                   (unsigned long long)v->moved);
+		}
+	} else if (phase != NULL && strcmp(phase, "Failed") == 0) {
+		fail_vol(p, v, "data mover failed", terminated_reason(pod));
+	} else if (wall_ms() - v->mover_started_ms > limit) {
+		fail_vol(p, v, "data mover did not finish in time", "");
+	}
+	json_object_put(pod);
+done:
+	if (v->state != VOL_MOVING)
+		mover_cleanup(p, v);
+}
+
+static void move_data(struct phase *p)
+{
+	unsigned parallel = p->cfg->parallel ? p->cfg->parallel : DEFAULT_PARALLEL;
+	size_t i;
+
+	for (;;) {
+		unsigned running = 0;
+		bool pending = false;
+
+		for (i = 0; i < p->nvols; i++)
+			if (p->vols[i].state == VOL_MOVING)
+				poll_mover(p, &p->vols[i]);
+		for (i = 0; i < p->nvols; i++)
+			running += p->vols[i].state == VOL_MOVING;
+		for (i = 0; i < p->nvols && running < parallel; i++) {
+			if (p->vols[i].state != VOL_CUT)
+				continue;
+			if (st_backup_hook_cancelled(p->h)) {
+				fail_vol(p, &p->vols[i], "the backup was stopped", "");
+				continue;
+			}
+			start_mover(p, &p->vols[i]);
+			running += p->vols[i].state == VOL_MOVING;
+		}
+		for (i = 0; i < p->nvols; i++)
+			pending = pending || p->vols[i].state == VOL_CUT;
+		if (running == 0 && !pending)
+			break;
+		if (wall_ms() - p->progress_ms >= PROGRESS_MS) {
+			struct json_object *patch = json_object_new_object();
+
+			p->progress_ms = wall_ms();
+			json_object_object_add(patch, "volumeProgress", progress_json(p));
+			push_status(p, patch);
+		}
+		(void)usleep(POLL_MS * 1000);
+	}
+}
+
+/* ---- manifest and entry points ---------------------------------------------------------- */
+
+static int write_manifest(struct phase *p, struct st_err *err)
+{
+	struct json_object *doc = json_object_new_object();
+	struct json_object *arr = json_object_new_array();
+	char key[600];
+	const char *text;
+	size_t len;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < p->nvols; i++)
+		json_object_array_add(arr, volume_json(&p->vols[i], true));
+	st_json_add_str(doc, "backup", p->backup);
+	st_json_add_str(doc, "repository", ST_VOLUMES_REPO_PREFIX);
+	json_object_object_add(doc, "volumes", arr);
+	json_object_object_add(doc, "freezeWindows", windows_json(p));
+	text = st_json_to_string(doc, &len);
+	(void)snprintf(key, sizeof(key), "backups/%s/%s-%s", p->backup, p->backup,
+	               ST_VOLUMES_MANIFEST);
+	rc = st_store_put_mem(st_backup_hook_store(p->h), key, text, len, false, err);
+	json_object_put(doc);
+	return rc;
+}
+
+static int open_repo_store(struct phase *p, struct st_err *err)
+{
+	struct st_buf key;
+	struct st_repo *r = NULL;
+	uint64_t size = 0;
+	int rc;
+
+	p->repo_store = p->cfg->repo_store;
+	if (p->repo_store == NULL)
+		return st_err_set(err, ST_EINVAL,
+		                  "the controller has no repository for volume data (is the "
+		                  "storage location usable?)");
+	if ((rc = read_secret_file(&key, p->cfg->repo_key_file, "the repository key file",
+	                           err)) < 0)
+		goto out;
+	rc = st_store_head(p->repo_store, "config", &size, err);
+	if (rc == ST_ENOTFOUND) {
+		st_err_clear(err);
+		if ((rc = st_repo_init(p->repo_store, key.ptr, key.len, err)) <
+		    0)
+			goto out;
+		st_backup_hook_log(p->h, "info", "created the volume repository");
+	} else if (rc < 0) {
+		goto out;
+	}
+	if ((rc = st_repo_open(&r, p->repo_store, key.ptr, key.len, err)) < 0)
+		goto out;
+	st_repo_free(r);
+out:
+	wipe(&key);
+	return rc;
+}
+
+int st_volumes_backup(struct st_backup_hook *h, void *payload, struct st_err *err)
+{
+	struct phase p;
+	size_t i;
+	unsigned todo = 0;
+	int rc = 0;
+
+	memset(&p, 0, sizeof(p));
+	p.cfg = payload;
+	p.h = h;
+	p.c = p.cfg->c;
+	p.backup = st_backup_hook_name(h);
+	p.selector = st_backup_hook_selector(h);
+	p.start_ms = wall_ms();
+	p.progress_ms = p.start_ms;
+	if (st_json_get(st_json_get_obj(st_backup_hook_backup(h), "spec"), "snapshotVolumes") !=
+	            NULL &&
+	    !st_json_get_bool(st_json_get_obj(st_backup_hook_backup(h), "spec"), "snapshotVolumes",
+	                      true)) {
+		st_backup_hook_log(h, "info", "spec.snapshotVolumes is false: volume data skipped");
+		return 0;
+	}
+	if (st_kube_gvr_set(&p.pods, "", "v1", "pods", "Pod", true) < 0 ||
+	    st_kube_gvr_set(&p.pvcs, "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim",
+	                    true) < 0 ||
+	    st_kube_gvr_set(&p.secrets, "", "v1", "secrets", "Secret", true) < 0 ||
+	    st_kube_gvr_set(&p.snaps, "snapshot.storage.k8s.io", "v1", "volumesnapshots",
+	                    "VolumeSnapshot", true) < 0)
+		return st_err_set(err, ST_EINTERNAL, "resource types");
+	if ((rc = gather(&p, err)) < 0)
+		goto out;
+	for (i = 0; i < p.nvols; i++)
+		todo += p.vols[i].state == VOL_PENDING;
+	st_backup_hook_log(h, "info", "%zu claims in scope, %u to snapshot, %zu pods to freeze",
+	                   p.nvols, todo, p.ntargets);
+	if (todo == 0)
+		goto out;
+	if (p.cfg->ds == NULL || p.cfg->repo_key_file == NULL) {
+		st_backup_hook_log(h, "warning",
+		                   "%u claims in scope, but the controller has no data door or no "
+		                   "repository key (stasis server --data-listen, --repo-key-file): "
+		                   "their data is not backed up",
+		                   todo);
+		goto out;
+	}
+	if ((rc = open_repo_store(&p, err)) < 0)
+		goto out;
+	if ((rc = quiesce_and_cut(&p, err)) < 0) {
+		record_status(&p);
+		delete_snapshots(&p, true);
+		goto out;
+	}
+	record_status(&p);
+	wait_ready(&p);
+	move_data(&p);
+	rc = write_manifest(&p, err);
+	delete_snapshots(&p, false);
+	record_status(&p);
+out:
+	for (i = 0; i < p.ntargets; i++)
+		free(p.targets[i].volumes);
+	free(p.targets);
+	for (i = 0; i < p.nvols; i++)
+		json_object_put(p.vols[i].tolerations);
+	free(p.vols);
+	return rc;
+}
+
+/* ---- cleanup after a restart ------------------------------------------------------------ */
+
+struct cleanup_ctx {
+	struct st_kube_client *c;
+	const struct st_kube_gvr *gvr;
+	unsigned failed;
+};
+
+static int cleanup_one(struct json_object *obj, void *payload)
+{
+	struct cleanup_ctx *x = payload;
+	struct json_object *out = NULL;
+	struct st_err err = { 0 };
+	long http = 0;
+
+	if (st_kube_delete(&out, x->c, x->gvr, meta_str(obj, "namespace"), meta_str(obj, "name"),
+	                   "Background", &http, &err) < 0 &&
+	    http != 404) {
+		st_log_warn("cleanup: deleting %s %s/%s: %s", x->gvr->kind,
+		            meta_str(obj, "namespace"), meta_str(obj, "name"), st_err_text(&err));
+		x->failed++;
+	}
+	json_object_put(out);
+	return 0;
+}
+
+int st_volumes_cleanup(struct st_kube_client *c, const char *backup, struct st_err *err)
+{
+	struct st_kube_list_options lo = ST_KUBE_LIST_OPTIONS_INIT;
+	struct st_kube_gvr g[4];
+	char sel[600];
+	size_t i;
+	int rc;
+
+	if (st_kube_gvr_set(&g[0], "", "v1", "pods", "Pod", true) < 0 ||
+	    st_kube_gvr_set(&g[1], "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim",
+	                    true) < 0 ||
+	    st_kube_gvr_set(&g[2], "", "v1", "secrets", "Secret", true) < 0 ||
+	    st_kube_gvr_set(&g[3], "snapshot.storage.k8s.io", "v1", "volumesnapshots",
+	                    "VolumeSnapshot", true) < 0)
+		return st_err_set(err, ST_EINTERNAL, "resource types");
+	for (i = 0; i < 4; i++) {
+		struct cleanup_ctx x = { c, &g[i], 0 };
+
+		if (i == 3)
+			(void)snprintf(sel, sizeof(sel), "%s=%s", ST_CSI_BACKUP_LABEL, backup);
+		else
+			(void)snprintf(sel, sizeof(sel), "%s=%s,%s=true", ST_CSI_BACKUP_LABEL,
+			               backup, ST_VOLUMES_TEMP_LABEL);
+		lo.label_selector = sel;
+		if ((rc = st_kube_list_items(NULL, c, &g[i], NULL, &lo, cleanup_one, &x, err)) < 0)
+			return rc;
+		if (x.failed > 0)
+			return st_err_set(err, ST_EUPSTREAM, "%u %s could not be deleted", x.failed,
+			                  g[i].resource);
+	}
+	return 0;
+}

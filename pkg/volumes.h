@@ -1,0 +1,92 @@
+/*
+ * The volume phase of a backup: quiesce, cut, thaw, move.
+ *
+ * st_volumes_backup is the st_backup_volumes_cb the controller hands to the
+ * backup engine. For the backup's scope it finds the PersistentVolumeClaims
+ * (in-scope namespaces; with a label selector, the claims it selects and the
+ * claims mounted by the pods it selects) and the running pods that mount them.
+ * Then:
+ *   1. every pod carrying stasis.io/injected is frozen through its agent, all
+ *      in parallel (pkg/quiesce.h); a pod with Velero hook annotations but no
+ *      stasis agent is reported as not quiesced (a warning);
+ *   2. a CSI VolumeSnapshot is created for each claim whose method is "csi"
+ *      (the claim's stasis.io/snapshot-method annotation, else the Backup's
+ *      spec.snapshotMethod, else "csi"; "none" skips the claim's data);
+ *   3. as soon as every snapshot has its creation time, every pod is thawed,
+ *      and each pod's window goes into status.freezeWindows;
+ *   4. once the snapshots are ready, a data mover runs per snapshot (at most
+ *      `parallel` at once): a claim restored from the snapshot, a Secret with
+ *      the repository key and a data-door session token, and a pod running
+ *      `stasis-agent backup` on the read-only mount through the controller's
+ *      data door (pkg/dataserver.h), so only chunks the repository lacks
+ *      cross the network and the store credentials never leave the
+ *      controller;
+ *   5. the per-volume manifest backups/<B>/<B>-volumes.json is written, and
+ *      the temporary claims, pods, Secrets and (unless kept) VolumeSnapshots
+ *      are deleted, also after failures.
+ * A failure while frozen thaws everything first and fails the backup; a
+ * volume whose data could not be moved is an error of the backup (it ends
+ * PartiallyFailed), never a Completed one.
+ */
+#ifndef ST_PKG_VOLUMES_H
+#define ST_PKG_VOLUMES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "pkg/util/err.h"
+
+struct st_backup_hook;
+struct st_dataserver;
+struct st_kube_client;
+struct st_store;
+
+#define ST_VOLUMES_TEMP_LABEL  "stasis.io/temporary"
+#define ST_VOLUMES_ROLE_LABEL  "stasis.io/role"
+#define ST_VOLUMES_MANIFEST    "volumes.json" /* backups/<B>/<B>-volumes.json */
+#define ST_VOLUMES_REPO_PREFIX "repository"   /* the repository below the location */
+
+/* Status updates while the phase runs (merged into the Backup's status). */
+typedef void (*st_volumes_status_cb)(struct json_object *status_patch, void *payload);
+
+struct st_volumes_config {
+	struct st_kube_client *c;
+	/* Reaching the agents (controller client certificate). */
+	const char *agent_ca_file;
+	const char *agent_cert_file;
+	const char *agent_key_file;
+	const char *agent_server_name; /* NULL: ST_QUIESCE_SERVER_NAME */
+	int64_t freeze_deadline_s;     /* the agents' watchdog deadline */
+	int64_t freeze_timeout_ms;     /* freeze and thaw requests */
+	int64_t cut_timeout_ms;        /* creation time of every snapshot */
+	int64_t ready_timeout_ms;      /* readyToUse */
+	/* Data movers. */
+	struct st_dataserver *ds;
+	const char *data_address; /* "host:port" movers use to reach the data door */
+	const char *data_ca_file; /* CA movers verify the data door with */
+	const char *mover_image;
+	const char *mover_command; /* stasis-agent inside the image */
+	unsigned parallel;         /* movers at once */
+	int64_t mover_timeout_ms;  /* one mover */
+	const char *repo_key_file; /* the repository key */
+	struct st_store *repo_store; /* the repository's store; set for each backup */
+	st_volumes_status_cb status;
+	void *status_payload;
+};
+
+/* The phase itself; payload is a struct st_volumes_config. */
+int st_volumes_backup(struct st_backup_hook *h, void *payload, struct st_err *err) ST_WARN_UNUSED;
+
+/*
+ * Deletes the temporary objects (label stasis.io/temporary=true) of backup
+ * name in every namespace: mover pods, their claims and Secrets, and the
+ * VolumeSnapshots (a backup that did not finish keeps none). Used after a
+ * controller restart.
+ */
+int st_volumes_cleanup(struct st_kube_client *c, const char *backup,
+                       struct st_err *err) ST_WARN_UNUSED;
+
+#endif
