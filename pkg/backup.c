@@ -1012,8 +1012,7 @@ struct st_store *st_backup_hook_store(const struct st_backup_hook *h)
 
 bool st_backup_hook_cancelled(const struct st_backup_hook *h)
 {
-	return h->e->cancelled ||
-	       (h->e->opts->cancel != NULL && atomic_load(h->e->opts->cancel));
+	return h->e->cancelled || (h->e->opts->cancel != NULL && atomic_load(h->e->opts->cancel));
 }
 
 void st_backup_hook_log(struct st_backup_hook *h, const char *level, const char *fmt, ...)

@@ -85,7 +85,7 @@ struct st_store *st_backup_hook_store(const struct st_backup_hook *h);
 bool st_backup_hook_cancelled(const struct st_backup_hook *h);
 /* Adds a line to the backup's log; level "warning" and "error" are also counted. */
 void st_backup_hook_log(struct st_backup_hook *h, const char *level, const char *fmt, ...)
-	ST_PRINTF(3, 4);
+        ST_PRINTF(3, 4);
 
 struct st_backup_result {
 	const char *phase; /* "Completed", "PartiallyFailed" or "Failed" (static text) */

@@ -55,6 +55,10 @@ static const char create_usage[] =
         "  --storage-location NAME       backup storage location (default: the default one)\n"
         "  --snapshot-volumes[=true|false]  take volume snapshots\n"
         "  --volume-snapshot-method csi|none\n"
+        "                                how claims are cut (a claim's stasis.io/snapshot-method\n"
+        "                                annotation wins); none backs up no volume data\n"
+        "  --keep-volume-snapshots[=true|false]\n"
+        "                                keep the CSI VolumeSnapshots after the data is moved\n"
         "  --labels K=V,...              labels of the Backup object itself\n"
         "  --wait                        wait for the backup to finish, showing progress;\n"
         "                                exit status 0 only when it Completed\n"
@@ -304,6 +308,43 @@ static int describe_freezes(struct st_buf *out, struct json_object *status)
 	return 0;
 }
 
+/* Per-claim volume data (status.volumes). */
+static int describe_volumes(struct st_buf *out, struct json_object *status)
+{
+	struct json_object *v = st_json_get_arr(status, "volumes");
+	size_t i;
+	int rc;
+
+	if (v == NULL || json_object_array_length(v) == 0)
+		return 0;
+	if ((rc = st_buf_puts(out, "\nVolumes:\n")) < 0)
+		return rc;
+	for (i = 0; i < json_object_array_length(v); i++) {
+		struct json_object *e = json_object_array_get_idx(v, i);
+		const char *msg = st_json_get_str(e, "message");
+		const char *snap = st_json_get_str(e, "repositorySnapshot");
+
+		rc = st_buf_printf(out, "  %s/%s: %s, method %s",
+		                   str_or(st_json_get_str(e, "namespace"), "?"),
+		                   str_or(st_json_get_str(e, "persistentVolumeClaim"), "?"),
+		                   str_or(st_json_get_str(e, "phase"), "?"),
+		                   str_or(st_json_get_str(e, "method"), "?"));
+		if (rc == 0 && snap != NULL)
+			rc = st_buf_printf(
+			        out, ", %lld bytes (%lld new), snapshot %.12s",
+			        (long long)json_object_get_int64(st_json_get(e, "bytes")),
+			        (long long)json_object_get_int64(st_json_get(e, "bytesNew")), snap);
+		if (rc == 0 && st_json_get_str(e, "volumeSnapshot") != NULL)
+			rc = st_buf_printf(out, ", VolumeSnapshot %s kept",
+			                   st_json_get_str(e, "volumeSnapshot"));
+		if (rc == 0 && msg != NULL)
+			rc = st_buf_printf(out, ": %s", msg);
+		if (rc < 0 || (rc = st_buf_putc(out, '\n')) < 0)
+			return rc;
+	}
+	return 0;
+}
+
 int st_cli_backup_describe(struct st_buf *out, struct json_object *backup, int details)
 {
 	struct json_object *meta = st_json_get_obj(backup, "metadata");
@@ -327,7 +368,7 @@ int st_cli_backup_describe(struct st_buf *out, struct json_object *backup, int d
 		return rc;
 	if (!details)
 		return 0;
-	if ((rc = describe_freezes(out, status)) < 0)
+	if ((rc = describe_freezes(out, status)) < 0 || (rc = describe_volumes(out, status)) < 0)
 		return rc;
 	if (status == NULL)
 		return 0;
@@ -364,6 +405,7 @@ enum {
 	OPT_LOCATION,
 	OPT_SNAPSHOT,
 	OPT_METHOD,
+	OPT_KEEP,
 	OPT_WAIT,
 	OPT_TIMEOUT,
 	OPT_DETAILS,
@@ -431,6 +473,8 @@ static int create_option(void *payload, int c, const char *arg)
 			return ST_EINVAL;
 		st_json_add_str(a->spec, "volumeSnapshotMethod", arg);
 		return 0;
+	case OPT_KEEP:
+		return add_bool(a->spec, "keepVolumeSnapshots", arg);
 	case OPT_WAIT:
 		a->wait = true;
 		return 0;
@@ -465,12 +509,26 @@ static struct json_object *new_backup(const char *name, const char *ns, const st
 /* State of `backup create --wait` across watch events. */
 struct wait_state {
 	const char *name;
-	char last[128];
+	char last[256];
 	char phase[32];
 	char reason[CELL];
 	int errors;
 	int warnings;
 };
+
+/* Appends ", volumes D/T, N MiB sent at R MiB/s" when volumes are being moved. */
+static void volume_progress(char *line, size_t size, struct json_object *vp)
+{
+	size_t n = strlen(line);
+	double mib = (double)json_object_get_int64(st_json_get(vp, "bytesTransferred")) / 1048576.0;
+	double rate = (double)json_object_get_int64(st_json_get(vp, "bytesPerSecond")) / 1048576.0;
+
+	if (vp == NULL || json_object_get_int(st_json_get(vp, "totalVolumes")) == 0 || n >= size)
+		return;
+	(void)snprintf(line + n, size - n, ", volumes %d/%d, %.1f MiB sent at %.1f MiB/s",
+	               json_object_get_int(st_json_get(vp, "volumesDone")),
+	               json_object_get_int(st_json_get(vp, "totalVolumes")), mib, rate);
+}
 
 static bool terminal_phase(const char *p)
 {
@@ -486,7 +544,7 @@ static int wait_event(enum st_kube_event_type type, struct json_object *obj, voi
 	const char *phase = st_json_get_str(status, "phase");
 	const char *reason = st_json_get_str(status, "failureReason");
 	struct json_object *verrs = st_json_get_arr(status, "validationErrors");
-	char line[128];
+	char line[256];
 
 	if (type == ST_KUBE_EVENT_DELETED) {
 		(void)snprintf(w->phase, sizeof(w->phase), "Deleted");
@@ -499,6 +557,7 @@ static int wait_event(enum st_kube_event_type type, struct json_object *obj, voi
 	(void)snprintf(line, sizeof(line), "%s: %d/%d items backed up", phase,
 	               json_object_get_int(st_json_get(progress, "itemsBackedUp")),
 	               json_object_get_int(st_json_get(progress, "totalItems")));
+	volume_progress(line, sizeof(line), st_json_get_obj(status, "volumeProgress"));
 	if (strcmp(line, w->last) != 0) {
 		printf("Backup %s %s\n", w->name, line);
 		fflush(stdout);
@@ -596,6 +655,7 @@ static int backup_create(struct st_cli_ctx *ctx, int argc, char **argv)
 		{ "storage-location", required_argument, NULL, OPT_LOCATION },
 		{ "snapshot-volumes", optional_argument, NULL, OPT_SNAPSHOT },
 		{ "volume-snapshot-method", required_argument, NULL, OPT_METHOD },
+		{ "keep-volume-snapshots", optional_argument, NULL, OPT_KEEP },
 		{ "wait", no_argument, NULL, OPT_WAIT },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "labels", required_argument, NULL, OPT_LABELS },

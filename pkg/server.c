@@ -1079,7 +1079,8 @@ static int start_data_door(struct server *srv, const struct server_opts *o, stru
 		return 0;
 	colon = strrchr(o->data_listen, ':');
 	port = colon != NULL ? strtol(colon + 1, NULL, 10) : -1;
-	if (colon == NULL || port < 0 || port > 65535 || (size_t)(colon - o->data_listen) >= sizeof(host))
+	if (colon == NULL || port < 0 || port > 65535 ||
+	    (size_t)(colon - o->data_listen) >= sizeof(host))
 		return st_err_set(err, ST_EINVAL, "--data-listen %s: want ADDRESS:PORT",
 		                  o->data_listen);
 	if (o->data_cert == NULL || o->data_key == NULL)

@@ -1,11 +1,12 @@
 #include "pkg/volumes.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "pkg/backup.h"
 #include "pkg/csi.h"
@@ -148,7 +149,7 @@ static int on_pvc(struct json_object *pvc, void *payload)
 	const char *keep = annotation(pvc, ST_CSI_KEEP_ANN);
 	const char *sc = st_json_get_str(spec, "storageClassName");
 	const char *size = st_json_get_str(
-		st_json_get_obj(st_json_get_obj(spec, "resources"), "requests"), "storage");
+	        st_json_get_obj(st_json_get_obj(spec, "resources"), "requests"), "storage");
 	struct json_object *bspec = st_json_get_obj(st_backup_hook_backup(p->h), "spec");
 	struct vol *v;
 
@@ -165,11 +166,11 @@ static int on_pvc(struct json_object *pvc, void *payload)
 	(void)snprintf(v->storage_class, sizeof(v->storage_class), "%s", sc ? sc : "");
 	(void)snprintf(v->size, sizeof(v->size), "%s", size ? size : "");
 	if (method == NULL)
-		method = st_json_get_str(bspec, "snapshotMethod");
+		method = st_json_get_str(bspec, "volumeSnapshotMethod");
 	(void)snprintf(v->method, sizeof(v->method), "%s",
 	               method != NULL && method[0] != '\0' ? method : "csi");
 	v->keep = (keep != NULL && strcmp(keep, "true") == 0) ||
-	          st_json_get_bool(bspec, "keepSnapshots", false);
+	          st_json_get_bool(bspec, "keepVolumeSnapshots", false);
 	v->selected = p->selector == NULL ||
 	              st_labels_match(p->selector,
 	                              st_json_get_obj(st_json_get_obj(pvc, "metadata"), "labels"));
@@ -192,7 +193,7 @@ static char *agent_volumes(struct phase *p, struct json_object *pod, const char 
 	for (i = 0; i < n; i++) {
 		struct json_object *vo = json_object_array_get_idx(vols, i);
 		const char *claim =
-			st_json_get_str(st_json_get_obj(vo, "persistentVolumeClaim"), "claimName");
+		        st_json_get_str(st_json_get_obj(vo, "persistentVolumeClaim"), "claimName");
 		struct vol *v = claim ? find_vol(p, ns, claim) : NULL;
 
 		if (v != NULL && v->state == VOL_PENDING && st_json_get_str(vo, "name") != NULL)
@@ -264,7 +265,7 @@ static int on_pod(struct json_object *pod, void *payload)
 	for (i = 0; i < n; i++) {
 		struct json_object *vo = json_object_array_get_idx(vols, i);
 		const char *claim =
-			st_json_get_str(st_json_get_obj(vo, "persistentVolumeClaim"), "claimName");
+		        st_json_get_str(st_json_get_obj(vo, "persistentVolumeClaim"), "claimName");
 		struct vol *v = claim ? find_vol(p, ns, claim) : NULL;
 
 		if (v == NULL)
@@ -274,7 +275,7 @@ static int on_pod(struct json_object *pod, void *payload)
 		if (v->tolerations == NULL &&
 		    st_json_get_arr(st_json_get_obj(pod, "spec"), "tolerations") != NULL)
 			v->tolerations = json_object_get(
-				st_json_get_arr(st_json_get_obj(pod, "spec"), "tolerations"));
+			        st_json_get_arr(st_json_get_obj(pod, "spec"), "tolerations"));
 	}
 	if (!mounts || phase == NULL || strcmp(phase, "Running") != 0)
 		return 0;
@@ -309,10 +310,11 @@ static int gather(struct phase *p, struct st_err *err)
 			v->state = VOL_SKIPPED;
 			(void)snprintf(v->error, sizeof(v->error), "snapshot method is none");
 		} else if (v->state == VOL_PENDING && strcmp(v->method, "csi") != 0) {
-			st_backup_hook_log(p->h, "error",
-			                   "claim %s/%s: snapshot method \"%s\" is unknown (use csi "
-			                   "or none)",
-			                   v->ns, v->pvc, v->method);
+			st_backup_hook_log(
+			        p->h, "error",
+			        "claim %s/%s: snapshot method \"%s\" is unknown (use csi "
+			        "or none)",
+			        v->ns, v->pvc, v->method);
 			v->state = VOL_FAILED;
 			(void)snprintf(v->error, sizeof(v->error), "unknown snapshot method \"%s\"",
 			               v->method);
@@ -442,9 +444,9 @@ static struct json_object *progress_json(struct phase *p)
 	json_object_object_add(o, "totalVolumes", json_object_new_int((int)total));
 	json_object_object_add(o, "volumesDone", json_object_new_int((int)done));
 	json_object_object_add(o, "bytesTransferred", json_object_new_int64((int64_t)moved));
-	json_object_object_add(o, "bytesPerSecond",
-	                       json_object_new_int64(el > 0 ? (int64_t)(moved * 1000 / (uint64_t)el)
-	                                                    : 0));
+	json_object_object_add(
+	        o, "bytesPerSecond",
+	        json_object_new_int64(el > 0 ? (int64_t)(moved * 1000 / (uint64_t)el) : 0));
 	return o;
 }
 
@@ -597,8 +599,10 @@ static int quiesce_and_cut(struct phase *p, struct st_err *err)
 	}
 	if (q != NULL) {
 		if (st_quiesce_thaw(q, &terr) < 0)
-			st_backup_hook_log(p->h, "error", "thaw: %s (the agents' watchdogs thaw by "
-			                   "their deadline)", st_err_text(&terr));
+			st_backup_hook_log(p->h, "error",
+			                   "thaw: %s (the agents' watchdogs thaw by "
+			                   "their deadline)",
+			                   st_err_text(&terr));
 		st_quiesce_free(q);
 	}
 	log_windows(p);
@@ -629,9 +633,9 @@ static void wait_ready(struct phase *p)
 	for (i = 0; i < p->nvols; i++)
 		if (p->vols[i].state == VOL_CUT)
 			snaps[n++] = p->vols[i].snap;
-	if (n > 0 && st_csi_wait_ready(snaps, n, p->c,
-	                               cfg->ready_timeout_ms > 0 ? cfg->ready_timeout_ms : 600000,
-	                               &err) < 0)
+	if (n > 0 &&
+	    st_csi_wait_ready(snaps, n, p->c,
+	                      cfg->ready_timeout_ms > 0 ? cfg->ready_timeout_ms : 600000, &err) < 0)
 		st_backup_hook_log(p->h, "error", "%s", st_err_text(&err));
 	for (i = 0; i < p->nvols && j < n; i++) {
 		struct vol *v = &p->vols[i];
@@ -642,8 +646,9 @@ static void wait_ready(struct phase *p)
 		if (v->snap.ready)
 			continue;
 		v->state = VOL_FAILED;
-		(void)snprintf(v->error, sizeof(v->error), "VolumeSnapshot %.200s never became ready%s%.250s",
-		               v->snap.name, v->snap.error[0] ? ": " : "", v->snap.error);
+		(void)snprintf(v->error, sizeof(v->error),
+		               "VolumeSnapshot %.200s never became ready%s%.250s", v->snap.name,
+		               v->snap.error[0] ? ": " : "", v->snap.error);
 		st_backup_hook_log(p->h, "error", "claim %s/%s: %s", v->ns, v->pvc, v->error);
 	}
 	free(snaps);
@@ -710,8 +715,8 @@ static struct json_object *mover_secret(struct phase *p, const struct vol *v, co
 	int rc;
 
 	st_buf_init(&tok, 128);
-	if ((rc = read_secret_file(&key, p->cfg->repo_key_file, "the repository key file",
-	                           err)) < 0 ||
+	if ((rc = read_secret_file(&key, p->cfg->repo_key_file, "the repository key file", err)) <
+	            0 ||
 	    (rc = read_secret_file(&ca, p->cfg->data_ca_file, "the data door CA file", err)) < 0)
 		goto out;
 	if (st_buf_puts(&tok, token) < 0)
@@ -798,7 +803,7 @@ static struct json_object *mover_pod(struct phase *p, const struct vol *v)
 	struct json_object *sec = json_object_new_object(), *secv = json_object_new_object();
 	struct json_object *ctrs = json_object_new_array();
 	struct json_object *res = json_object_new_object(), *lim = json_object_new_object(),
-			   *req = json_object_new_object();
+	                   *req = json_object_new_object();
 	char url[512], tag[600];
 	const char *args[] = { "backup", MOUNT_SOURCE, "--repo", url, "--tag", tag, "--json" };
 	size_t i;
@@ -813,7 +818,7 @@ static struct json_object *mover_pod(struct phase *p, const struct vol *v)
 	st_json_add_str(ctr, "name", "mover");
 	st_json_add_str(ctr, "image", cfg->mover_image ? cfg->mover_image : "stasis/stasis-agent");
 	json_object_array_add(cmd, json_object_new_string(cfg->mover_command ? cfg->mover_command
-	                                                                      : "/stasis-agent"));
+	                                                                     : "/stasis-agent"));
 	for (i = 0; i < sizeof(args) / sizeof(args[0]); i++)
 		json_object_array_add(cmd, json_object_new_string(args[i]));
 	json_object_object_add(ctr, "command", cmd);
@@ -867,8 +872,7 @@ static void delete_obj(struct phase *p, const struct st_kube_gvr *gvr, const cha
 	struct st_err err = { 0 };
 	long http = 0;
 
-	if (st_kube_delete(&out, p->c, gvr, ns, name, "Background", &http, &err) < 0 &&
-	    http != 404)
+	if (st_kube_delete(&out, p->c, gvr, ns, name, "Background", &http, &err) < 0 && http != 404)
 		st_backup_hook_log(p->h, "warning", "deleting %s %s/%s: %s", gvr->kind, ns, name,
 		                   st_err_text(&err));
 	json_object_put(out);
@@ -899,8 +903,8 @@ static void start_mover(struct phase *p, struct vol *v)
 	struct json_object *secret;
 	char token[ST_DATASERVER_TOKEN_LEN + 1];
 
-	(void)snprintf(v->mover, sizeof(v->mover), "%.40s-%08x-%s", p->backup,
-	               fnv32(v->ns, v->pvc), "mover");
+	(void)snprintf(v->mover, sizeof(v->mover), "%.40s-%08x-%s", p->backup, fnv32(v->ns, v->pvc),
+	               "mover");
 	if (st_dataserver_open(p->cfg->ds, p->repo_store, false, v->session, token, &err) < 0) {
 		fail_vol(p, v, "opening a data session", st_err_text(&err));
 		return;
@@ -927,7 +931,8 @@ static void start_mover(struct phase *p, struct vol *v)
 
 static const char *terminated_reason(struct json_object *pod)
 {
-	struct json_object *cs = st_json_get_arr(st_json_get_obj(pod, "status"), "containerStatuses");
+	struct json_object *cs =
+	        st_json_get_arr(st_json_get_obj(pod, "status"), "containerStatuses");
 	struct json_object *c0 = cs ? json_object_array_get_idx(cs, 0) : NULL;
 	struct json_object *term = st_json_get_obj(st_json_get_obj(c0, "state"), "terminated");
 	const char *m = st_json_get_str(term, "message");
@@ -969,8 +974,8 @@ static int mover_result(struct phase *p, struct vol *v, struct st_err *err)
 	int rc;
 
 	(void)snprintf(tag, sizeof(tag), "%s/%s/%s", p->backup, v->ns, v->pvc);
-	if ((rc = read_secret_file(&key, p->cfg->repo_key_file, "the repository key file",
-	                           err)) < 0) {
+	if ((rc = read_secret_file(&key, p->cfg->repo_key_file, "the repository key file", err)) <
+	    0) {
 		wipe(&key);
 		return rc;
 	}
@@ -1014,8 +1019,8 @@ static void poll_mover(struct phase *p, struct vol *v)
 			st_backup_hook_log(p->h, "info",
 			                   "claim %s/%s: %llu bytes in repository snapshot %.12s "
 			                   "(%llu new, %llu sent)",
-			                   v->ns, v->pvc, (unsigned long long)v->bytes, v->snapshot_id,
-			                   (unsigned long long)v->bytes_new,
+			                   v->ns, v->pvc, (unsigned long long)v->bytes,
+			                   v->snapshot_id, (unsigned long long)v->bytes_new,
 			                   (unsigned long long)v->moved);
 		}
 	} else if (phase != NULL && strcmp(phase, "Failed") == 0) {
@@ -1106,14 +1111,13 @@ static int open_repo_store(struct phase *p, struct st_err *err)
 		return st_err_set(err, ST_EINVAL,
 		                  "the controller has no repository for volume data (is the "
 		                  "storage location usable?)");
-	if ((rc = read_secret_file(&key, p->cfg->repo_key_file, "the repository key file",
-	                           err)) < 0)
+	if ((rc = read_secret_file(&key, p->cfg->repo_key_file, "the repository key file", err)) <
+	    0)
 		goto out;
 	rc = st_store_head(p->repo_store, "config", &size, err);
 	if (rc == ST_ENOTFOUND) {
 		st_err_clear(err);
-		if ((rc = st_repo_init(p->repo_store, key.ptr, key.len, err)) <
-		    0)
+		if ((rc = st_repo_init(p->repo_store, key.ptr, key.len, err)) < 0)
 			goto out;
 		st_backup_hook_log(p->h, "info", "created the volume repository");
 	} else if (rc < 0) {

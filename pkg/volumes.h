@@ -11,7 +11,7 @@
  *      stasis agent is reported as not quiesced (a warning);
  *   2. a CSI VolumeSnapshot is created for each claim whose method is "csi"
  *      (the claim's stasis.io/snapshot-method annotation, else the Backup's
- *      spec.snapshotMethod, else "csi"; "none" skips the claim's data);
+ *      spec.volumeSnapshotMethod, else "csi"; "none" skips the claim's data);
  *   3. as soon as every snapshot has its creation time, every pod is thawed,
  *      and each pod's window goes into status.freezeWindows;
  *   4. once the snapshots are ready, a data mover runs per snapshot (at most
@@ -23,7 +23,9 @@
  *      controller;
  *   5. the per-volume manifest backups/<B>/<B>-volumes.json is written, and
  *      the temporary claims, pods, Secrets and (unless kept) VolumeSnapshots
- *      are deleted, also after failures.
+ *      are deleted, also after failures (a VolumeSnapshot is kept when its
+ *      claim says stasis.io/keep-snapshot="true" or the Backup's
+ *      spec.keepVolumeSnapshots is true).
  * A failure while frozen thaws everything first and fails the backup; a
  * volume whose data could not be moved is an error of the backup (it ends
  * PartiallyFailed), never a Completed one.
@@ -68,10 +70,10 @@ struct st_volumes_config {
 	const char *data_address; /* "host:port" movers use to reach the data door */
 	const char *data_ca_file; /* CA movers verify the data door with */
 	const char *mover_image;
-	const char *mover_command; /* stasis-agent inside the image */
-	unsigned parallel;         /* movers at once */
-	int64_t mover_timeout_ms;  /* one mover */
-	const char *repo_key_file; /* the repository key */
+	const char *mover_command;   /* stasis-agent inside the image */
+	unsigned parallel;           /* movers at once */
+	int64_t mover_timeout_ms;    /* one mover */
+	const char *repo_key_file;   /* the repository key */
 	struct st_store *repo_store; /* the repository's store; set for each backup */
 	st_volumes_status_cb status;
 	void *status_payload;
