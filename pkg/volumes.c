@@ -1,5 +1,7 @@
 #include "pkg/volumes.h"
 
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 #define ANN_VELERO_PRE   "pre.hook.backup.velero.io/command"
 #define MOUNT_SOURCE     "/stasis/source"
 #define MOUNT_SECRET     "/stasis/secret"
+#define MOUNT_TARGET     "/stasis/target"
 #define NAME_CAP         254
 #define POLL_MS          200
 #define CAP_SECRET_FILE  (64u * 1024u)
@@ -66,7 +69,11 @@ struct vol {
 
 struct phase {
 	const struct st_volumes_config *cfg;
-	struct st_backup_hook *h;
+	struct st_backup_hook *h; /* NULL for a restore */
+	bool restore;
+	st_volumes_log_cb log; /* a restore's log */
+	void *log_payload;
+	const atomic_bool *cancel; /* a restore's stop flag */
 	struct st_kube_client *c;
 	const char *backup;
 	struct json_object *selector;
@@ -80,6 +87,35 @@ struct phase {
 	int64_t start_ms;
 	int64_t progress_ms;
 };
+
+static void plog(struct phase *p, const char *level, const char *fmt, ...) ST_PRINTF(3, 4);
+
+static void plog(struct phase *p, const char *level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (p->h != NULL)
+		st_backup_hook_log(p->h, level, "%s", msg);
+	else if (p->log != NULL)
+		p->log(level, msg, p->log_payload);
+	else if (strcmp(level, "error") == 0)
+		st_log_err("%s", msg);
+	else if (strcmp(level, "warning") == 0)
+		st_log_warn("%s", msg);
+	else
+		st_log_info("%s", msg);
+}
+
+static bool cancelled(const struct phase *p)
+{
+	if (p->h != NULL)
+		return st_backup_hook_cancelled(p->h);
+	return p->cancel != NULL && atomic_load(p->cancel);
+}
 
 static int64_t wall_ms(void)
 {
@@ -221,10 +257,10 @@ static void add_target(struct phase *p, struct json_object *pod, const char *ns,
 	if (vols == NULL)
 		return;
 	if (ip == NULL || ip[0] == '\0') {
-		st_backup_hook_log(p->h, "warning",
-		                   "pod %s/%s has a stasis agent but no IP yet: its volumes are "
-		                   "cut without a freeze",
-		                   ns, name);
+		plog(p, "warning",
+		     "pod %s/%s has a stasis agent but no IP yet: its volumes are "
+		     "cut without a freeze",
+		     ns, name);
 		free(vols);
 		return;
 	}
@@ -282,10 +318,10 @@ static int on_pod(struct json_object *pod, void *payload)
 	if (annotation(pod, ANN_INJECTED) != NULL)
 		add_target(p, pod, ns, name);
 	else if (annotation(pod, ANN_VELERO_PRE) != NULL)
-		st_backup_hook_log(p->h, "warning",
-		                   "pod %s/%s has Velero hook annotations but no stasis agent: "
-		                   "its volumes are not quiesced",
-		                   ns, name);
+		plog(p, "warning",
+		     "pod %s/%s has Velero hook annotations but no stasis agent: "
+		     "its volumes are not quiesced",
+		     ns, name);
 	return 0;
 }
 
@@ -310,17 +346,16 @@ static int gather(struct phase *p, struct st_err *err)
 			v->state = VOL_SKIPPED;
 			(void)snprintf(v->error, sizeof(v->error), "snapshot method is none");
 		} else if (v->state == VOL_PENDING && strcmp(v->method, "csi") != 0) {
-			st_backup_hook_log(
-			        p->h, "error",
-			        "claim %s/%s: snapshot method \"%s\" is unknown (use csi "
-			        "or none)",
-			        v->ns, v->pvc, v->method);
+			plog(p, "error",
+			     "claim %s/%s: snapshot method \"%s\" is unknown (use csi "
+			     "or none)",
+			     v->ns, v->pvc, v->method);
 			v->state = VOL_FAILED;
 			(void)snprintf(v->error, sizeof(v->error), "unknown snapshot method \"%s\"",
 			               v->method);
 		} else if (v->state == VOL_SKIPPED) {
-			st_backup_hook_log(p->h, "warning", "claim %s/%s: %s, its data is skipped",
-			                   v->ns, v->pvc, v->error);
+			plog(p, "warning", "claim %s/%s: %s, its data is skipped", v->ns, v->pvc,
+			     v->error);
 		}
 		p->vols[keep++] = *v;
 	}
@@ -493,8 +528,8 @@ static void delete_snapshots(struct phase *p, bool all)
 		if (!v->snap_created || (!all && v->keep))
 			continue;
 		if (st_csi_delete(&v->snap, p->c, &err) < 0)
-			st_backup_hook_log(p->h, "warning", "deleting VolumeSnapshot %s/%s: %s",
-			                   v->ns, v->snap.name, st_err_text(&err));
+			plog(p, "warning", "deleting VolumeSnapshot %s/%s: %s", v->ns, v->snap.name,
+			     st_err_text(&err));
 	}
 }
 
@@ -507,11 +542,10 @@ static void log_windows(struct phase *p)
 
 		if (t->frozen_at_ms == 0)
 			continue;
-		st_backup_hook_log(p->h, t->error[0] ? "warning" : "info",
-		                   "pod %s/%s frozen for %.1f ms%s%s", t->namespace, t->pod,
-		                   t->window_ms >= 0 ? t->window_ms
-		                                     : (double)(t->thawed_at_ms - t->frozen_at_ms),
-		                   t->error[0] ? ": " : "", t->error);
+		plog(p, t->error[0] ? "warning" : "info", "pod %s/%s frozen for %.1f ms%s%s",
+		     t->namespace, t->pod,
+		     t->window_ms >= 0 ? t->window_ms : (double)(t->thawed_at_ms - t->frozen_at_ms),
+		     t->error[0] ? ": " : "", t->error);
 	}
 }
 
@@ -599,10 +633,10 @@ static int quiesce_and_cut(struct phase *p, struct st_err *err)
 	}
 	if (q != NULL) {
 		if (st_quiesce_thaw(q, &terr) < 0)
-			st_backup_hook_log(p->h, "error",
-			                   "thaw: %s (the agents' watchdogs thaw by "
-			                   "their deadline)",
-			                   st_err_text(&terr));
+			plog(p, "error",
+			     "thaw: %s (the agents' watchdogs thaw by "
+			     "their deadline)",
+			     st_err_text(&terr));
 		st_quiesce_free(q);
 	}
 	log_windows(p);
@@ -636,7 +670,7 @@ static void wait_ready(struct phase *p)
 	if (n > 0 &&
 	    st_csi_wait_ready(snaps, n, p->c,
 	                      cfg->ready_timeout_ms > 0 ? cfg->ready_timeout_ms : 600000, &err) < 0)
-		st_backup_hook_log(p->h, "error", "%s", st_err_text(&err));
+		plog(p, "error", "%s", st_err_text(&err));
 	for (i = 0; i < p->nvols && j < n; i++) {
 		struct vol *v = &p->vols[i];
 
@@ -649,7 +683,7 @@ static void wait_ready(struct phase *p)
 		(void)snprintf(v->error, sizeof(v->error),
 		               "VolumeSnapshot %.200s never became ready%s%.250s", v->snap.name,
 		               v->snap.error[0] ? ": " : "", v->snap.error);
-		st_backup_hook_log(p->h, "error", "claim %s/%s: %s", v->ns, v->pvc, v->error);
+		plog(p, "error", "claim %s/%s: %s", v->ns, v->pvc, v->error);
 	}
 	free(snaps);
 }
@@ -700,9 +734,10 @@ static struct json_object *temp_meta(struct phase *p, const struct vol *v)
 
 	st_json_add_str(md, "name", v->mover);
 	st_json_add_str(md, "namespace", v->ns);
-	st_json_add_str(labels, ST_CSI_BACKUP_LABEL, p->backup);
+	st_json_add_str(labels, p->restore ? ST_VOLUMES_RESTORE_LABEL : ST_CSI_BACKUP_LABEL,
+	                p->backup);
 	st_json_add_str(labels, ST_VOLUMES_TEMP_LABEL, "true");
-	st_json_add_str(labels, ST_VOLUMES_ROLE_LABEL, "mover");
+	st_json_add_str(labels, ST_VOLUMES_ROLE_LABEL, p->restore ? "restore-mover" : "mover");
 	json_object_object_add(md, "labels", labels);
 	return md;
 }
@@ -779,13 +814,14 @@ static void add_env(struct json_object *env, const char *name, const char *value
 	json_object_array_add(env, e);
 }
 
-static void add_mount(struct json_object *mounts, const char *name, const char *path)
+static void add_mount(struct json_object *mounts, const char *name, const char *path,
+                      bool read_only)
 {
 	struct json_object *m = json_object_new_object();
 
 	st_json_add_str(m, "name", name);
 	st_json_add_str(m, "mountPath", path);
-	json_object_object_add(m, "readOnly", json_object_new_boolean(true));
+	json_object_object_add(m, "readOnly", json_object_new_boolean(read_only));
 	json_object_array_add(mounts, m);
 }
 
@@ -805,7 +841,12 @@ static struct json_object *mover_pod(struct phase *p, const struct vol *v)
 	struct json_object *res = json_object_new_object(), *lim = json_object_new_object(),
 	                   *req = json_object_new_object();
 	char url[512], tag[600];
-	const char *args[] = { "backup", MOUNT_SOURCE, "--repo", url, "--tag", tag, "--json" };
+	const char *bargs[] = {
+		"backup", MOUNT_SOURCE, "--repo", url, "--tag", tag, "--json", NULL
+	};
+	const char *rargs[] = { "restore", v->snapshot_id, "--target", MOUNT_TARGET, "--repo",
+		                url,       "--json",       NULL };
+	const char **args = p->restore ? rargs : bargs;
 	size_t i;
 
 	(void)snprintf(url, sizeof(url), "stasis+https://%s/v1/sessions/%s", cfg->data_address,
@@ -819,15 +860,15 @@ static struct json_object *mover_pod(struct phase *p, const struct vol *v)
 	st_json_add_str(ctr, "image", cfg->mover_image ? cfg->mover_image : "stasis/stasis-agent");
 	json_object_array_add(cmd, json_object_new_string(cfg->mover_command ? cfg->mover_command
 	                                                                     : "/stasis-agent"));
-	for (i = 0; i < sizeof(args) / sizeof(args[0]); i++)
+	for (i = 0; args[i] != NULL; i++)
 		json_object_array_add(cmd, json_object_new_string(args[i]));
 	json_object_object_add(ctr, "command", cmd);
 	add_env(env, "STASIS_REPO_KEY_FILE", MOUNT_SECRET "/repo-key");
 	add_env(env, "STASIS_DATA_TOKEN_FILE", MOUNT_SECRET "/token");
 	add_env(env, "STASIS_DATA_CA", MOUNT_SECRET "/ca.crt");
 	json_object_object_add(ctr, "env", env);
-	add_mount(mounts, "source", MOUNT_SOURCE);
-	add_mount(mounts, "secret", MOUNT_SECRET);
+	add_mount(mounts, "source", p->restore ? MOUNT_TARGET : MOUNT_SOURCE, !p->restore);
+	add_mount(mounts, "secret", MOUNT_SECRET, true);
 	json_object_object_add(ctr, "volumeMounts", mounts);
 	st_json_add_str(req, "cpu", "100m");
 	st_json_add_str(req, "memory", "128Mi");
@@ -838,8 +879,8 @@ static struct json_object *mover_pod(struct phase *p, const struct vol *v)
 	json_object_array_add(ctrs, ctr);
 	json_object_object_add(spec, "containers", ctrs);
 	st_json_add_str(src, "name", "source");
-	st_json_add_str(pvc, "claimName", v->mover);
-	json_object_object_add(pvc, "readOnly", json_object_new_boolean(true));
+	st_json_add_str(pvc, "claimName", p->restore ? v->pvc : v->mover);
+	json_object_object_add(pvc, "readOnly", json_object_new_boolean(!p->restore));
 	json_object_object_add(src, "persistentVolumeClaim", pvc);
 	json_object_array_add(vols, src);
 	st_json_add_str(sec, "name", "secret");
@@ -873,8 +914,7 @@ static void delete_obj(struct phase *p, const struct st_kube_gvr *gvr, const cha
 	long http = 0;
 
 	if (st_kube_delete(&out, p->c, gvr, ns, name, "Background", &http, &err) < 0 && http != 404)
-		st_backup_hook_log(p->h, "warning", "deleting %s %s/%s: %s", gvr->kind, ns, name,
-		                   st_err_text(&err));
+		plog(p, "warning", "deleting %s %s/%s: %s", gvr->kind, ns, name, st_err_text(&err));
 	json_object_put(out);
 }
 
@@ -883,7 +923,8 @@ static void mover_cleanup(struct phase *p, struct vol *v)
 	if (v->mover[0] == '\0')
 		return;
 	delete_obj(p, &p->pods, v->ns, v->mover);
-	delete_obj(p, &p->pvcs, v->ns, v->mover);
+	if (!p->restore)
+		delete_obj(p, &p->pvcs, v->ns, v->mover);
 	delete_obj(p, &p->secrets, v->ns, v->mover);
 	if (v->session[0] != '\0')
 		st_dataserver_close(p->cfg->ds, v->session);
@@ -894,7 +935,7 @@ static void fail_vol(struct phase *p, struct vol *v, const char *what, const cha
 	v->state = VOL_FAILED;
 	(void)snprintf(v->error, sizeof(v->error), "%s%s%s", what, what[0] && detail[0] ? ": " : "",
 	               detail);
-	st_backup_hook_log(p->h, "error", "claim %s/%s: %s", v->ns, v->pvc, v->error);
+	plog(p, "error", "claim %s/%s: %s", v->ns, v->pvc, v->error);
 }
 
 static void start_mover(struct phase *p, struct vol *v)
@@ -904,8 +945,9 @@ static void start_mover(struct phase *p, struct vol *v)
 	char token[ST_DATASERVER_TOKEN_LEN + 1];
 
 	(void)snprintf(v->mover, sizeof(v->mover), "%.40s-%08x-%s", p->backup, fnv32(v->ns, v->pvc),
-	               "mover");
-	if (st_dataserver_open(p->cfg->ds, p->repo_store, false, v->session, token, &err) < 0) {
+	               p->restore ? "restore" : "mover");
+	if (st_dataserver_open(p->cfg->ds, p->repo_store, p->restore, v->session, token, &err) <
+	    0) {
 		fail_vol(p, v, "opening a data session", st_err_text(&err));
 		return;
 	}
@@ -917,7 +959,7 @@ static void start_mover(struct phase *p, struct vol *v)
 		return;
 	}
 	if (create_obj(p, &p->secrets, v->ns, secret, &err) < 0 ||
-	    create_obj(p, &p->pvcs, v->ns, mover_claim(p, v), &err) < 0 ||
+	    (!p->restore && create_obj(p, &p->pvcs, v->ns, mover_claim(p, v), &err) < 0) ||
 	    create_obj(p, &p->pods, v->ns, mover_pod(p, v), &err) < 0) {
 		fail_vol(p, v, "starting the data mover", st_err_text(&err));
 		mover_cleanup(p, v);
@@ -925,8 +967,7 @@ static void start_mover(struct phase *p, struct vol *v)
 	}
 	v->state = VOL_MOVING;
 	v->mover_started_ms = wall_ms();
-	st_backup_hook_log(p->h, "info", "claim %s/%s: data mover %s started", v->ns, v->pvc,
-	                   v->mover);
+	plog(p, "info", "claim %s/%s: data mover %s started", v->ns, v->pvc, v->mover);
 }
 
 static const char *terminated_reason(struct json_object *pod)
@@ -1003,7 +1044,7 @@ static void poll_mover(struct phase *p, struct vol *v)
 	int64_t limit = p->cfg->mover_timeout_ms > 0 ? p->cfg->mover_timeout_ms : 6LL * 3600 * 1000;
 
 	if (st_dataserver_stats(&ds, p->cfg->ds, v->session) == 0)
-		v->moved = ds.bytes_in;
+		v->moved = p->restore ? ds.bytes_out : ds.bytes_in;
 	if (st_kube_get(&pod, p->c, &p->pods, v->ns, v->mover, NULL, &err) < 0) {
 		if (wall_ms() - v->mover_started_ms > limit)
 			fail_vol(p, v, "data mover", st_err_text(&err));
@@ -1011,17 +1052,21 @@ static void poll_mover(struct phase *p, struct vol *v)
 		goto done;
 	}
 	phase = st_json_get_str(st_json_get_obj(pod, "status"), "phase");
-	if (phase != NULL && strcmp(phase, "Succeeded") == 0) {
+	if (phase != NULL && strcmp(phase, "Succeeded") == 0 && p->restore) {
+		v->state = VOL_DONE;
+		plog(p, "info",
+		     "claim %s/%s: restored from repository snapshot %.12s (%llu bytes read)",
+		     v->ns, v->pvc, v->snapshot_id, (unsigned long long)v->moved);
+	} else if (phase != NULL && strcmp(phase, "Succeeded") == 0) {
 		if (mover_result(p, v, &err) < 0) {
 			fail_vol(p, v, "", st_err_text(&err));
 		} else {
 			v->state = VOL_DONE;
-			st_backup_hook_log(p->h, "info",
-			                   "claim %s/%s: %llu bytes in repository snapshot %.12s "
-			                   "(%llu new, %llu sent)",
-			                   v->ns, v->pvc, (unsigned long long)v->bytes,
-			                   v->snapshot_id, (unsigned long long)v->bytes_new,
-			                   (unsigned long long)v->moved);
+			plog(p, "info",
+			     "claim %s/%s: %llu bytes in repository snapshot %.12s "
+			     "(%llu new, %llu sent)",
+			     v->ns, v->pvc, (unsigned long long)v->bytes, v->snapshot_id,
+			     (unsigned long long)v->bytes_new, (unsigned long long)v->moved);
 		}
 	} else if (phase != NULL && strcmp(phase, "Failed") == 0) {
 		fail_vol(p, v, "data mover failed", terminated_reason(pod));
@@ -1051,7 +1096,7 @@ static void move_data(struct phase *p)
 		for (i = 0; i < p->nvols && running < parallel; i++) {
 			if (p->vols[i].state != VOL_CUT)
 				continue;
-			if (st_backup_hook_cancelled(p->h)) {
+			if (cancelled(p)) {
 				fail_vol(p, &p->vols[i], "the backup was stopped", "");
 				continue;
 			}
@@ -1119,7 +1164,7 @@ static int open_repo_store(struct phase *p, struct st_err *err)
 		st_err_clear(err);
 		if ((rc = st_repo_init(p->repo_store, key.ptr, key.len, err)) < 0)
 			goto out;
-		st_backup_hook_log(p->h, "info", "created the volume repository");
+		plog(p, "info", "created the volume repository");
 	} else if (rc < 0) {
 		goto out;
 	}
@@ -1195,6 +1240,131 @@ out:
 	free(p.targets);
 	for (i = 0; i < p.nvols; i++)
 		json_object_put(p.vols[i].tolerations);
+	free(p.vols);
+	return rc;
+}
+
+/* ---- restore ---------------------------------------------------------------------------- */
+
+#define CAP_MANIFEST (64u * 1024u * 1024u)
+
+static struct json_object *manifest_entry(struct json_object *vols, const char *ns, const char *pvc)
+{
+	size_t i, n = vols ? json_object_array_length(vols) : 0;
+
+	for (i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(vols, i);
+		const char *ens = st_json_get_str(e, "namespace");
+		const char *epvc = st_json_get_str(e, "persistentVolumeClaim");
+
+		if (ens != NULL && epvc != NULL && strcmp(ens, ns) == 0 && strcmp(epvc, pvc) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+static int load_manifest(struct json_object **out, struct st_store *location, const char *backup,
+                         struct st_err *err)
+{
+	char key[600];
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	*out = NULL;
+	(void)snprintf(key, sizeof(key), "backups/%s/%s-%s", backup, backup, ST_VOLUMES_MANIFEST);
+	rc = st_store_get_mem(&text, &len, location, key, CAP_MANIFEST, err);
+	if (rc == ST_ENOTFOUND) {
+		st_err_clear(err);
+		*out = json_object_new_object(); /* a backup without volume data */
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	rc = st_json_parse(out, text, len, CAP_MANIFEST, key, err);
+	free(text);
+	return rc;
+}
+
+int st_volumes_restore(struct st_volumes_restore_item *items, size_t n,
+                       const struct st_volumes_config *cfg, struct st_store *location,
+                       const char *backup, const char *name, st_volumes_log_cb log,
+                       void *log_payload, const atomic_bool *cancel, struct st_err *err)
+{
+	struct json_object *manifest = NULL, *vols;
+	struct phase p;
+	size_t i;
+	unsigned todo = 0;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	p.cfg = cfg;
+	p.c = cfg->c;
+	p.restore = true;
+	p.log = log;
+	p.log_payload = log_payload;
+	p.cancel = cancel;
+	p.backup = name;
+	p.start_ms = wall_ms();
+	p.progress_ms = p.start_ms;
+	p.repo_store = cfg->repo_store;
+	if (st_kube_gvr_set(&p.pods, "", "v1", "pods", "Pod", true) < 0 ||
+	    st_kube_gvr_set(&p.pvcs, "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim",
+	                    true) < 0 ||
+	    st_kube_gvr_set(&p.secrets, "", "v1", "secrets", "Secret", true) < 0)
+		return st_err_set(err, ST_EINTERNAL, "resource types");
+	if ((rc = load_manifest(&manifest, location, backup, err)) < 0)
+		return rc;
+	vols = st_json_get_arr(manifest, "volumes");
+	p.vols = st_xcalloc(n ? n : 1, sizeof(*p.vols));
+	p.nvols = p.cap = n;
+	for (i = 0; i < n; i++) {
+		struct vol *v = &p.vols[i];
+		struct json_object *e =
+		        manifest_entry(vols, items[i].source_namespace, items[i].source_pvc);
+		const char *phase = st_json_get_str(e, "phase");
+		const char *snap = st_json_get_str(e, "repositorySnapshot");
+
+		(void)snprintf(v->ns, sizeof(v->ns), "%s", items[i].namespace);
+		(void)snprintf(v->pvc, sizeof(v->pvc), "%s", items[i].pvc);
+		(void)snprintf(v->method, sizeof(v->method), "%s", "mover");
+		if (e == NULL || (phase != NULL && strcmp(phase, "Skipped") == 0)) {
+			v->state = VOL_SKIPPED;
+			(void)snprintf(v->error, sizeof(v->error), "%s",
+			               "the backup holds no data for this claim");
+		} else if (phase == NULL || strcmp(phase, "Completed") != 0 || snap == NULL) {
+			v->state = VOL_FAILED;
+			(void)snprintf(v->error, sizeof(v->error),
+			               "its data was not stored by backup %.200s (%.64s)", backup,
+			               phase ? phase : "no phase");
+		} else {
+			v->state = VOL_CUT;
+			(void)snprintf(v->snapshot_id, sizeof(v->snapshot_id), "%s", snap);
+			todo++;
+		}
+	}
+	json_object_put(manifest);
+	if (todo > 0 && (cfg->ds == NULL || cfg->repo_key_file == NULL || p.repo_store == NULL)) {
+		rc = st_err_set(
+		        err, ST_EINVAL,
+		        "%u claims need their data, but the controller has no data door or no "
+		        "repository key (stasis server --data-listen, --repo-key-file)",
+		        todo);
+		goto out;
+	}
+	if (todo > 0) {
+		plog(&p, "info", "restoring the data of %u claims", todo);
+		move_data(&p);
+	}
+	for (i = 0; i < n; i++) {
+		const struct vol *v = &p.vols[i];
+
+		items[i].ok = v->state == VOL_DONE || v->state == VOL_SKIPPED;
+		items[i].bytes = v->moved;
+		(void)snprintf(items[i].error, sizeof(items[i].error), "%s", v->error);
+	}
+	rc = 0;
+out:
 	free(p.vols);
 	return rc;
 }

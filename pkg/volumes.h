@@ -33,6 +33,7 @@
 #ifndef ST_PKG_VOLUMES_H
 #define ST_PKG_VOLUMES_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,10 +47,11 @@ struct st_dataserver;
 struct st_kube_client;
 struct st_store;
 
-#define ST_VOLUMES_TEMP_LABEL  "stasis.io/temporary"
-#define ST_VOLUMES_ROLE_LABEL  "stasis.io/role"
-#define ST_VOLUMES_MANIFEST    "volumes.json" /* backups/<B>/<B>-volumes.json */
-#define ST_VOLUMES_REPO_PREFIX "repository"   /* the repository below the location */
+#define ST_VOLUMES_TEMP_LABEL    "stasis.io/temporary"
+#define ST_VOLUMES_ROLE_LABEL    "stasis.io/role"
+#define ST_VOLUMES_RESTORE_LABEL "stasis.io/restore"
+#define ST_VOLUMES_MANIFEST      "volumes.json" /* backups/<B>/<B>-volumes.json */
+#define ST_VOLUMES_REPO_PREFIX   "repository"   /* the repository below the location */
 
 /* Status updates while the phase runs (merged into the Backup's status). */
 typedef void (*st_volumes_status_cb)(struct json_object *status_patch, void *payload);
@@ -79,8 +81,38 @@ struct st_volumes_config {
 	void *status_payload;
 };
 
+/* Log lines of a restore's volume phase (level "info", "warning" or "error"). */
+typedef void (*st_volumes_log_cb)(const char *level, const char *msg, void *payload);
+
 /* The phase itself; payload is a struct st_volumes_config. */
 int st_volumes_backup(struct st_backup_hook *h, void *payload, struct st_err *err) ST_WARN_UNUSED;
+
+/* One restored claim to fill with data. */
+struct st_volumes_restore_item {
+	char namespace[254]; /* where the claim was created */
+	char pvc[254];
+	char source_namespace[254]; /* the claim as it was backed up */
+	char source_pvc[254];
+	bool ok;         /* out: filled, or nothing to fill */
+	char error[512]; /* out: why not, or a note */
+	uint64_t bytes;  /* out: bytes read through the data door */
+};
+
+/*
+ * Fills restored claims with their data. The per-volume manifest of backup
+ * (backups/<B>/<B>-volumes.json in location) names the repository snapshot of
+ * each source claim; a restore mover pod mounts the claim read-write and runs
+ * `stasis-agent restore` through a read-only data-door session, verifying every
+ * chunk. A claim the backup holds no data for is left as created (ok, with a
+ * note in error); one whose data was not stored fails. cfg->repo_store must
+ * be set. name names the restore (temporary objects are labelled with it).
+ * Returns 0 when the phase ran (see each item), < 0 when it could not start.
+ */
+int st_volumes_restore(struct st_volumes_restore_item *items, size_t n,
+                       const struct st_volumes_config *cfg, struct st_store *location,
+                       const char *backup, const char *name, st_volumes_log_cb log,
+                       void *log_payload, const atomic_bool *cancel,
+                       struct st_err *err) ST_WARN_UNUSED;
 
 /*
  * Deletes the temporary objects (label stasis.io/temporary=true) of backup

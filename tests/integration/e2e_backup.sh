@@ -1,0 +1,157 @@
+#!/bin/bash
+# Coordinated quiesce end to end: pods injected by the real webhook run real
+# agents; the controller freezes them in parallel over mTLS, cuts CSI
+# VolumeSnapshots (FICLONE copies of the volume images, made by the harness),
+# thaws, records the freeze windows, and moves the data with mover pods
+# through its data door into the repository. Failures (snapshot error,
+# snapshot timeout, a controller killed while pods are frozen) thaw and fail
+# cleanly; nothing temporary is left behind.
+set -euo pipefail
+. "$STASIS_ROOT/tests/integration/e2e_common.inc"
+
+e2e_require
+work=$(mktemp -d /tmp/stasis-e2e-backup.XXXXXX)
+cleanup() {
+	e2e_cleanup
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+e2e_start --cut-timeout 5s
+
+no_temporaries() {
+	local left
+	left=$(k get pods,pvc,secrets -A -l stasis.io/temporary=true -o name 2>/dev/null)
+	[ -z "$left" ] || fail "$1: temporary objects left: $left"
+	left=$(k get volumesnapshots -A -o name 2>/dev/null)
+	[ -z "$left" ] || fail "$1: VolumeSnapshots left: $left"
+}
+
+# --- the reference scenario ----------------------------------------------------------------------
+k create namespace test >/dev/null
+agent_tls_secret test
+make_pvc test html 50Mi
+make_pod test nginx html /usr/share/nginx/html
+wait_running test nginx 60
+[ -n "$(k -n test get pod nginx -o 'jsonpath={.metadata.annotations.stasis\.io/injected}')" ] ||
+	fail "nginx was not injected"
+html=$(volume_path test html)
+[ -d "$html" ] || fail "no host path for test/html: '$html'"
+printf 'hello world 001\n' >"$html/index.html"
+head -c 20M /dev/urandom >"$html/blob.bin"
+sync
+
+"$STASIS" backup create nginx-backup-01 --include-namespaces test --wait \
+	--kubeconfig "$work/kubeconfig" -n stasis >"$work/b1.out" 2>&1 ||
+	fail "nginx-backup-01 did not complete: $(cat "$work/b1.out")"
+grep -q "volumes 1/1" "$work/b1.out" || fail "--wait showed no volume progress: $(cat "$work/b1.out")"
+"$STASIS" backup describe nginx-backup-01 --details --kubeconfig "$work/kubeconfig" -n stasis \
+	>"$work/d1.out"
+grep -q "test/nginx: frozen " "$work/d1.out" || fail "no freeze window in describe: $(cat "$work/d1.out")"
+grep -q "test/html: Completed, method csi" "$work/d1.out" ||
+	fail "volume not Completed in describe: $(cat "$work/d1.out")"
+[ "$(agent_frozen test nginx)" = false ] || fail "nginx still frozen after the backup"
+snap1=$(bjson nginx-backup-01 'b["status"]["volumes"][0]["repositorySnapshot"]')
+bytes1=$(bjson nginx-backup-01 'b["status"]["volumes"][0]["bytes"]')
+[ "$bytes1" -ge $((20 << 20)) ] || fail "first backup stored $bytes1 bytes"
+repo_restore "$snap1" "$work/r1"
+[ "$(cat "$work/r1/index.html")" = "hello world 001" ] || fail "page content not in the repository"
+cmp -s "$work/r1/blob.bin" "$html/blob.bin" || fail "blob differs in the repository"
+[ -f "$work/store/backups/nginx-backup-01/nginx-backup-01-volumes.json" ] ||
+	fail "no volume manifest in the location"
+# The window closed before any data moved: thawedAt precedes the mover's start.
+$PY - "$work/server.log" <<'EOF' || fail "freeze window overlaps the data movement"
+import re, sys
+log = open(sys.argv[1]).read()
+i, j = log.find("frozen for"), log.find("data mover")
+sys.exit(0 if 0 <= i < j else 1)
+EOF
+no_temporaries "first backup"
+
+# --- the second backup sends only what changed ------------------------------------------------------
+printf 'hello world 002\n' >"$html/index.html"
+sync
+"$STASIS" backup create nginx-backup-02 --include-namespaces test --wait \
+	--kubeconfig "$work/kubeconfig" -n stasis >"$work/b2.out" 2>&1 ||
+	fail "nginx-backup-02 did not complete: $(cat "$work/b2.out")"
+new2=$(bjson nginx-backup-02 'b["status"]["volumes"][0]["bytesNew"]')
+sent2=$(bjson nginx-backup-02 'b["status"]["volumeProgress"]["bytesTransferred"]')
+[ "$new2" -lt $((1 << 20)) ] || fail "second backup stored $new2 new bytes"
+[ "$sent2" -lt $((2 << 20)) ] || fail "second backup sent $sent2 bytes"
+repo_restore "$(bjson nginx-backup-02 'b["status"]["volumes"][0]["repositorySnapshot"]')" "$work/r2"
+[ "$(cat "$work/r2/index.html")" = "hello world 002" ] || fail "second page content"
+no_temporaries "second backup"
+
+# --- three pods frozen at once ------------------------------------------------------------------------
+k create namespace multi >/dev/null
+agent_tls_secret multi
+for i in 0 1 2; do
+	make_pvc multi "data-$i" 40Mi
+	make_pod multi "db-$i" "data-$i" /var/lib/data postgres:15
+done
+for i in 0 1 2; do wait_running multi "db-$i" 60; done
+"$STASIS" backup create multi-01 --include-namespaces multi --wait \
+	--kubeconfig "$work/kubeconfig" -n stasis >"$work/m1.out" 2>&1 ||
+	fail "multi-01 did not complete: $(cat "$work/m1.out")"
+k -n stasis get backup multi-01 -o json | $PY -c '
+import json, sys
+from datetime import datetime
+b = json.load(sys.stdin)["status"]
+w = b["freezeWindows"]
+assert len(w) == 3, w
+t = lambda s: datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+assert max(t(x["frozenAt"]) for x in w) <= min(t(x["thawedAt"]) for x in w), w
+assert all(v["phase"] == "Completed" for v in b["volumes"]), b["volumes"]
+' || fail "multi-01: the three pods were not frozen together: $(bjson multi-01 'b["status"]')"
+no_temporaries "multi backup"
+
+# --- a snapshot the driver fails: thawed, Failed with the driver's words ---------------------------------
+k patch volumesnapshotclass test-snapclass --type merge \
+	-p '{"parameters":{"stasis.test/error":"disk array says no"}}' >/dev/null
+"$STASIS" backup create err-01 --include-namespaces test --wait \
+	--kubeconfig "$work/kubeconfig" -n stasis >"$work/e1.out" 2>&1 && fail "err-01 completed"
+[ "$(jp backup err-01 .status.phase)" = Failed ] || fail "err-01: $(jp backup err-01 .status.phase)"
+jp backup err-01 .status.failureReason | grep -q "disk array says no" ||
+	fail "err-01 reason: $(jp backup err-01 .status.failureReason)"
+[ "$(agent_frozen test nginx)" = false ] || fail "nginx frozen after a snapshot error"
+no_temporaries "snapshot error"
+
+# --- a snapshot never cut: thawed at the cut timeout, Failed ------------------------------------------------
+k patch volumesnapshotclass test-snapclass --type json \
+	-p '[{"op":"replace","path":"/parameters","value":{"stasis.test/never-cut":"true"}}]' >/dev/null
+"$STASIS" backup create slow-01 --include-namespaces test --wait \
+	--kubeconfig "$work/kubeconfig" -n stasis >"$work/s1.out" 2>&1 && fail "slow-01 completed"
+jp backup slow-01 .status.failureReason | grep -qi "time" ||
+	fail "slow-01 reason: $(jp backup slow-01 .status.failureReason)"
+[ "$(agent_frozen test nginx)" = false ] || fail "nginx frozen after a snapshot timeout"
+no_temporaries "snapshot timeout"
+
+# --- the controller killed while the pods are frozen ------------------------------------------------------
+stop_pid "$server" 10
+e2e_server --cut-timeout 120s --freeze-deadline 3s
+"$STASIS" backup create crash-01 --include-namespaces test \
+	--kubeconfig "$work/kubeconfig" -n stasis >/dev/null
+i=0
+until [ "$(agent_frozen test nginx)" = true ]; do
+	i=$((i + 1))
+	[ $i -lt 100 ] || fail "crash-01 never froze nginx"
+	sleep 0.1
+done
+kill -KILL "$server"
+wait "$server" 2>/dev/null || true
+server=
+sleep 4
+[ "$(agent_frozen test nginx)" = false ] || fail "the agent did not thaw by its deadline"
+k patch volumesnapshotclass test-snapclass --type json \
+	-p '[{"op":"replace","path":"/parameters","value":{}}]' >/dev/null
+e2e_server
+wait_phase backup crash-01 Failed 20 >/dev/null || fail "crash-01 not Failed after the restart"
+jp backup crash-01 .status.failureReason | grep -q "controller restarted" ||
+	fail "crash-01 reason: $(jp backup crash-01 .status.failureReason)"
+i=0
+until [ -z "$(k get volumesnapshots -A -o name)" ]; do
+	i=$((i + 1))
+	[ $i -lt 100 ] || fail "crash-01's VolumeSnapshot was not removed after the restart"
+	sleep 0.1
+done
+echo "e2e backup: reference scenario, dedup, parallel freeze, snapshot error/timeout, controller crash: ok"
