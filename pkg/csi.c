@@ -737,17 +737,26 @@ static bool group_done(const struct group *g)
 	return true;
 }
 
-static struct st_csi_snap *group_find(struct group *g, const struct json_object *obj, bool **seen)
+/* Applies an ADDED, MODIFIED or DELETED object to every entry that names it. */
+static void group_apply(struct group *g, enum st_kube_event_type t, const struct json_object *obj)
 {
 	const char *name = st_json_get_str(st_json_get_obj(obj, "metadata"), "name");
 	size_t i;
 
-	for (i = 0; name != NULL && i < g->count; i++)
-		if (strcmp(g->snaps[g->idx[i]].name, name) == 0) {
-			*seen = &g->seen[i];
-			return &g->snaps[g->idx[i]];
+	for (i = 0; name != NULL && i < g->count; i++) {
+		struct st_csi_snap *s = &g->snaps[g->idx[i]];
+
+		if (strcmp(s->name, name) != 0)
+			continue;
+		if (t != ST_KUBE_EVENT_DELETED) {
+			g->seen[i] = true;
+			st_csi_read_status(s, obj);
+		} else if (!done(s, g->ph)) {
+			(void)snprintf(s->error, sizeof(s->error),
+			               "VolumeSnapshot %s/%s was deleted while waiting for it",
+			               s->namespace, s->name);
 		}
-	return NULL;
+	}
 }
 
 /* After a complete list, a snapshot that was not in it does not exist. */
@@ -768,8 +777,6 @@ static void mark_missing(struct group *g)
 static int on_event(enum st_kube_event_type t, struct json_object *obj, void *payload)
 {
 	struct group *g = payload;
-	struct st_csi_snap *s;
-	bool *seen = NULL;
 
 	switch (t) {
 	case ST_KUBE_EVENT_RELIST:
@@ -780,18 +787,8 @@ static int on_event(enum st_kube_event_type t, struct json_object *obj, void *pa
 		break;
 	case ST_KUBE_EVENT_ADDED:
 	case ST_KUBE_EVENT_MODIFIED:
-		if ((s = group_find(g, obj, &seen)) == NULL)
-			return 0;
-		*seen = true;
-		st_csi_read_status(s, obj);
-		break;
 	case ST_KUBE_EVENT_DELETED:
-		if ((s = group_find(g, obj, &seen)) == NULL)
-			return 0;
-		if (!done(s, g->ph))
-			(void)snprintf(s->error, sizeof(s->error),
-			               "VolumeSnapshot %s/%s was deleted while waiting for it",
-			               s->namespace, s->name);
+		group_apply(g, t, obj);
 		break;
 	default:
 		return 0;
