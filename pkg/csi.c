@@ -595,12 +595,14 @@ static struct json_object *snapshot_object(const struct st_csi_snap *s)
 {
 	struct json_object *o = json_object_new_object(), *md = json_object_new_object();
 	struct json_object *spec = json_object_new_object(), *src = json_object_new_object();
+	struct json_object *labels = json_object_new_object();
 
-	if (o == NULL || md == NULL || spec == NULL || src == NULL) {
+	if (o == NULL || md == NULL || spec == NULL || src == NULL || labels == NULL) {
 		json_object_put(o);
 		json_object_put(md);
 		json_object_put(spec);
 		json_object_put(src);
+		json_object_put(labels);
 		return NULL;
 	}
 	st_json_add_str(o, "apiVersion", SNAP_GROUP "/v1");
@@ -608,12 +610,10 @@ static struct json_object *snapshot_object(const struct st_csi_snap *s)
 	st_json_add_str(md, "name", s->name);
 	st_json_add_str(md, "namespace", s->namespace);
 	if (s->backup[0] != '\0') {
-		struct json_object *labels = json_object_new_object();
-
-		if (labels != NULL) {
-			st_json_add_str(labels, ST_CSI_BACKUP_LABEL, s->backup);
-			json_object_object_add(md, "labels", labels);
-		}
+		st_json_add_str(labels, ST_CSI_BACKUP_LABEL, s->backup);
+		json_object_object_add(md, "labels", labels);
+	} else {
+		json_object_put(labels);
 	}
 	json_object_object_add(o, "metadata", md);
 	st_json_add_str(spec, "volumeSnapshotClassName", s->cls);
