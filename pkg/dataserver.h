@@ -32,7 +32,7 @@
 struct st_store;
 struct st_dataserver;
 
-#define ST_DATASERVER_CAP_BODY (80u * 1024u * 1024u)
+#define ST_DATASERVER_CAP_BODY  (80u * 1024u * 1024u)
 #define ST_DATASERVER_TOKEN_LEN 64 /* hex characters */
 
 struct st_dataserver_options {
@@ -51,12 +51,12 @@ void st_dataserver_free(struct st_dataserver *ds);
  * Opens a session on store s (not owned; must outlive the session). id_out
  * gets a random id (33 bytes), token_out the bearer token (65 bytes).
  */
-int st_dataserver_open(struct st_dataserver *ds, struct st_store *s, bool read_only,
-                       char *id_out, char *token_out, struct st_err *err) ST_WARN_UNUSED;
+int st_dataserver_open(struct st_dataserver *ds, struct st_store *s, bool read_only, char *id_out,
+                       char *token_out, struct st_err *err) ST_WARN_UNUSED;
 
 struct st_dataserver_stats {
 	uint64_t bytes_in;  /* PUT bodies accepted */
-	uint64_t bytes_out; /* GET bodies sent */
+	uint64_t bytes_out; /* object GET bodies sent (listings not counted) */
 	uint64_t requests;
 };
 /* ST_ENOTFOUND for an unknown session. */
