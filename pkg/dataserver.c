@@ -424,7 +424,7 @@ static bool split_path(const char **id, size_t *id_len, const char **key, const 
 		return false;
 	p = path + strlen(PATH_PREFIX);
 	n = strcspn(p, "/");
-	if (n == 0 || n > ID_BYTES * 2)
+	if (n == 0 || n > (size_t)ID_BYTES * 2)
 		return false;
 	*id = p;
 	*id_len = n;

@@ -32,8 +32,8 @@
 struct st_store;
 struct st_dataserver;
 
-#define ST_DATASERVER_CAP_BODY  (80u * 1024u * 1024u)
-#define ST_DATASERVER_TOKEN_LEN 64 /* hex characters */
+#define ST_DATASERVER_CAP_BODY  (80u << 20) /* 80 MiB */
+#define ST_DATASERVER_TOKEN_LEN 64          /* hex characters */
 
 struct st_dataserver_options {
 	const char *listen_addr; /* "127.0.0.1", "0.0.0.0" */

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -482,13 +483,25 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
 	struct conn *cn = *con_cls;
 
 	(void)cls;
-	(void)c;
 	if (cn == NULL)
 		return;
 	if (cn->corked != NULL && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+		const union MHD_ConnectionInfo *ci =
+		        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		int one = 1;
+
 		/* Blocks only until the kernel takes a few KiB: the body is small. */
 		if (gnutls_record_uncork(cn->corked, GNUTLS_RECORD_WAIT) < 0)
 			st_log_debug("httpd: sending a corked response failed");
+		/*
+		 * MHD may have left TCP_CORK set on the socket, expecting its own
+		 * last write to push the data; that write was the uncork above, so
+		 * the kernel would hold the record for up to 200 ms. Setting
+		 * TCP_NODELAY pushes pending data out even on a corked socket.
+		 */
+		if (ci != NULL && ci->connect_fd != MHD_INVALID_SOCKET)
+			(void)setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one,
+			                 sizeof(one));
 	}
 	st_buf_dispose(&cn->body);
 	free(cn);

@@ -31,8 +31,9 @@
 
 #define SCHEME          "stasis+https://"
 #define URL_MAX         2048
+#define URL_BUF_CAP     8192u /* URL_MAX, percent-encoded */
 #define TOKEN_FILE_MAX  4096
-#define ERR_BODY_CAP    (64u * 1024u)
+#define ERR_BODY_CAP    (64u << 10)
 #define DEFAULT_RETRIES 4
 #define BACKOFF_MS      200u
 #define BACKOFF_CAP_MS  5000u
@@ -289,7 +290,7 @@ static struct curl_slist *make_headers(const struct remote_store *s, const struc
 static CURLcode perform(const struct remote_store *s, const struct rq *r, struct rs *x,
                         struct st_err *err)
 {
-	struct st_buf u = ST_BUF_INIT(URL_MAX * 4);
+	struct st_buf u = ST_BUF_INIT(URL_BUF_CAP);
 	struct curl_slist *hl = NULL;
 	uint64_t off = r->off + x->delivered;
 	CURLcode cc = CURLE_FAILED_INIT;
@@ -526,7 +527,7 @@ static int remote_put(struct st_store *st, const char *key, uint64_t size, st_st
 	struct remote_store *s = (struct remote_store *)st;
 	struct st_buf b = ST_BUF_INIT(ST_DATASERVER_CAP_BODY);
 	struct rq r;
-	char tmp[64 * 1024];
+	char tmp[64u << 10];
 	int rc = ST_EINTERNAL;
 
 	if (size != UINT64_MAX && size > ST_DATASERVER_CAP_BODY) {
@@ -652,7 +653,7 @@ static int remote_list(struct st_store *st, const char *prefix, st_store_list_cb
                        struct st_err *err)
 {
 	struct remote_store *s = (struct remote_store *)st;
-	struct st_buf q = ST_BUF_INIT(URL_MAX * 4);
+	struct st_buf q = ST_BUF_INIT(URL_BUF_CAP);
 	struct st_buf b = ST_BUF_INIT(ST_DATASERVER_CAP_BODY);
 	struct rq r;
 	int rc = ST_EINTERNAL;

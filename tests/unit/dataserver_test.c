@@ -372,6 +372,47 @@ static void test_open_errors(void **state)
 	st_dataserver_close(fx->ds, id);
 }
 
+static double now_s(void)
+{
+	struct timespec t;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/*
+ * Small answers on a kept-alive connection leave at once. They used to sit
+ * in a TCP_CORK left on the socket for the kernel's 200 ms ceiling each, so
+ * 20 requests took at least 4 s.
+ */
+static void test_small_answers_not_held(void **state)
+{
+	struct st_err err = ST_ERR_INIT;
+	struct st_store *s;
+	char id[33];
+	char token[65];
+	uint64_t size = 0;
+	double t0;
+	double took;
+	int i;
+
+	(void)state;
+	open_session(id, token, false);
+	s = open_remote(id, token);
+	assert_int_equal(st_store_put_mem(s, "t4/x", "x", 1, false, &err), 0);
+	t0 = now_s();
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(st_store_head(s, "t4/x", &size, &err), 0);
+		assert_int_equal(st_store_head(s, "t4/missing", &size, &err), ST_ENOTFOUND);
+		st_err_clear(&err);
+	}
+	took = now_s() - t0;
+	print_message("20 small requests took %.3f s\n", took);
+	assert_true(took < 2.0);
+	st_store_free(s);
+	st_dataserver_close(fx->ds, id);
+}
+
 /* Yields `left` zero bytes to libcurl. */
 static size_t zeros(char *buf, size_t size, size_t nmemb, void *payload)
 {
@@ -728,8 +769,11 @@ static void test_agent_end_to_end(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_objects),          cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_open_errors),      cmocka_unit_test(test_too_big),
+		cmocka_unit_test(test_objects),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_open_errors),
+		cmocka_unit_test(test_too_big),
+		cmocka_unit_test(test_small_answers_not_held),
 		cmocka_unit_test(test_agent_end_to_end),
 	};
 	int rc;
