@@ -31,6 +31,7 @@
 #define PATH_PREFIX   "/v1/sessions/"
 #define LOCKS_PREFIX  "locks/"
 #define CONN_TIMEOUT  120 /* seconds a connection may stay idle mid-request */
+#define WORKERS       8   /* a handler blocks on the store: more than one per core */
 #define BEARER_PREFIX "Bearer "
 
 struct session {
@@ -514,6 +515,7 @@ int st_dataserver_new(struct st_dataserver **out, const struct st_dataserver_opt
 	ho.key_file = opts->key_file;
 	ho.max_body = ST_DATASERVER_CAP_BODY;
 	ho.conn_timeout_s = CONN_TIMEOUT;
+	ho.threads = WORKERS;
 	if (opts->cert_file == NULL || opts->key_file == NULL) {
 		rc = st_err_set(err, ST_EINVAL,
 		                "data door: a serving certificate and key are "
