@@ -5,9 +5,11 @@
  * The end-to-end case runs the real stasis-agent binary (backup, restore)
  * through sessions of the door.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -360,6 +363,31 @@ static void test_open_errors(void **state)
 	st_err_clear(&err);
 	st_store_free(s);
 	s = NULL;
+	/* Connection errors are retried, then reported naming the URL. */
+	{
+		struct st_store_options so = ST_STORE_OPTIONS_INIT;
+		char dead[128];
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+		socklen_t sl = sizeof(sa);
+
+		/* A port that was free a moment ago and has no listener. */
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		assert_true(fd >= 0);
+		assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+		assert_int_equal(close(fd), 0);
+		(void)snprintf(dead, sizeof(dead), "stasis+https://127.0.0.1:%u/v1/sessions/%s",
+		               (unsigned)ntohs(sa.sin_port), id);
+		so.max_retries = 1;
+		assert_int_equal(st_store_open(&s, dead, &so, &err), 0);
+		assert_int_equal(st_store_head(s, "x", &(uint64_t){ 0 }, &err), ST_EIO);
+		assert_non_null(strstr(err.msg, dead));
+		assert_non_null(strstr(err.msg, "after 2 attempts"));
+		st_err_clear(&err);
+		st_store_free(s);
+		s = NULL;
+	}
 	/* TLS verification is on: without the CA the system store does not trust the door. */
 	assert_int_equal(unsetenv("STASIS_DATA_CA"), 0);
 	assert_int_equal(st_store_open(&s, url, NULL, &err), 0);
