@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,19 +231,49 @@ static double elapsed_since(const struct timespec *t0)
 	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-static enum MHD_Result queue(struct st_httpd *h, struct MHD_Connection *c, struct conn *cn,
-                             int status, const char *ctype, char *body, size_t len)
+/* The body of a HEAD response is never read: MHD only announces its length. */
+static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)cls;
+	(void)pos;
+	(void)buf;
+	(void)max;
+	return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+/* A response for body (taken), or an empty HEAD response announcing head_length. */
+static struct MHD_Response *make_response(char *body, size_t len, uint64_t head_length)
+{
+	struct MHD_Response *r;
+
+	if (head_length > 0 && len == 0) {
+		free(body);
+		return MHD_create_response_from_callback(head_length, 4096, no_body, NULL, NULL);
+	}
+	r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (r == NULL)
+		free(body);
+	return r;
+}
+
+static enum MHD_Result queue_full(struct st_httpd *h, struct MHD_Connection *c, struct conn *cn,
+                                  int status, const char *ctype, char *body, size_t len,
+                                  const struct st_httpd_response *extra)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
+	size_t i;
 
-	r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-	if (r == NULL) {
-		free(body);
+	r = make_response(body, len, extra ? extra->head_length : 0);
+	if (r == NULL)
 		return MHD_NO;
-	}
 	(void)MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
 	                              ctype ? ctype : "application/json");
+	for (i = 0; extra != NULL && i < ST_HTTPD_RESP_HEADERS_MAX; i++) {
+		if (extra->headers[i].name != NULL)
+			(void)MHD_add_response_header(r, extra->headers[i].name,
+			                              extra->headers[i].value);
+	}
 	/*
 	 * libmicrohttpd writes the header and the body as two TLS records, two
 	 * sendmsg calls. For a small body, cork the session so both leave in one
@@ -265,6 +296,12 @@ static enum MHD_Result queue(struct st_httpd *h, struct MHD_Connection *c, struc
 		h->opts.observe(cn->path, status, elapsed_since(&cn->start),
 		                h->opts.observe_payload);
 	return ret;
+}
+
+static enum MHD_Result queue(struct st_httpd *h, struct MHD_Connection *c, struct conn *cn,
+                             int status, const char *ctype, char *body, size_t len)
+{
+	return queue_full(h, c, cn, status, ctype, body, len, NULL);
 }
 
 /* A JSON error body {"error": msg}; msg is produced by us and has no quotes to escape. */
@@ -351,13 +388,14 @@ static enum MHD_Result dispatch(struct st_httpd *h, struct MHD_Connection *c, st
                                 const char *url, const char *method)
 {
 	struct st_httpd_request req;
-	struct st_httpd_response resp = { 0, NULL, NULL, 0 };
+	struct st_httpd_response resp;
 	char cn_buf[256];
 	char peer[INET6_ADDRSTRLEN + 8];
 	const char *q;
 	int rc;
 
 	memset(&req, 0, sizeof(req));
+	memset(&resp, 0, sizeof(resp));
 	if (h->opts.client_ca_file != NULL) {
 		const char *why = check_client(cn_buf, sizeof(cn_buf), c);
 
@@ -377,13 +415,25 @@ static enum MHD_Result dispatch(struct st_httpd *h, struct MHD_Connection *c, st
 	req.body = st_buf_cstr(&cn->body);
 	req.body_len = cn->body.len;
 	req.peer = peer;
+	req.conn = c;
 	rc = h->handler(&resp, &req, h->payload);
 	if (rc < 0) {
 		free(resp.body);
 		return queue_error(h, c, cn, 500, "internal error");
 	}
-	return queue(h, c, cn, resp.status ? resp.status : 500, resp.content_type,
-	             resp.body ? resp.body : st_xstrdup(""), resp.body ? resp.body_len : 0);
+	return queue_full(h, c, cn, resp.status ? resp.status : 500, resp.content_type,
+	                  resp.body ? resp.body : st_xstrdup(""), resp.body ? resp.body_len : 0,
+	                  &resp);
+}
+
+const char *st_httpd_request_header(const struct st_httpd_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *st_httpd_request_arg(const struct st_httpd_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char *url,
@@ -433,13 +483,25 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
 	struct conn *cn = *con_cls;
 
 	(void)cls;
-	(void)c;
 	if (cn == NULL)
 		return;
 	if (cn->corked != NULL && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+		const union MHD_ConnectionInfo *ci =
+		        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		int one = 1;
+
 		/* Blocks only until the kernel takes a few KiB: the body is small. */
 		if (gnutls_record_uncork(cn->corked, GNUTLS_RECORD_WAIT) < 0)
 			st_log_debug("httpd: sending a corked response failed");
+		/*
+		 * MHD may have left TCP_CORK set on the socket, expecting its own
+		 * last write to push the data; that write was the uncork above, so
+		 * the kernel would hold the record for up to 200 ms. Setting
+		 * TCP_NODELAY pushes pending data out even on a corked socket.
+		 */
+		if (ci != NULL && ci->connect_fd != MHD_INVALID_SOCKET)
+			(void)setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one,
+			                 sizeof(one));
 	}
 	st_buf_dispose(&cn->body);
 	free(cn);

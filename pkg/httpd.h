@@ -12,6 +12,11 @@
  * before the handler runs, and req->client_cn carries the verified subject CN.
  * Idle and slow connections are closed after conn_timeout_s.
  *
+ * Handlers read request headers and decoded query arguments with
+ * st_httpd_request_header()/st_httpd_request_arg(), and may add a few
+ * response headers (Content-Range, ETag, ...). A HEAD response can announce
+ * the Content-Length of the body a GET would send without sending it.
+ *
  * Thread safety: the handler runs on the server's worker threads,
  * concurrently; it must be reentrant.
  */
@@ -35,6 +40,14 @@ struct st_httpd_request {
 	size_t body_len;
 	const char *client_cn; /* verified client certificate CN, or NULL */
 	const char *peer;      /* "ip:port" of the client */
+	void *conn;            /* internal: the connection, for the lookups below */
+};
+
+#define ST_HTTPD_RESP_HEADERS_MAX 4
+
+struct st_httpd_header {
+	const char *name; /* static string; NULL: unused slot */
+	char value[128];
 };
 
 struct st_httpd_response {
@@ -42,6 +55,8 @@ struct st_httpd_response {
 	const char *content_type; /* static string; NULL: application/json */
 	char *body;               /* malloc'd; taken by the server; may be NULL */
 	size_t body_len;
+	struct st_httpd_header headers[ST_HTTPD_RESP_HEADERS_MAX]; /* extra response headers */
+	uint64_t head_length; /* HEAD with no body: the Content-Length to announce */
 };
 
 /*
@@ -50,6 +65,14 @@ struct st_httpd_response {
  */
 typedef int (*st_httpd_handler)(struct st_httpd_response *resp, const struct st_httpd_request *req,
                                 void *payload);
+
+/*
+ * A request header's value (case-insensitive name), or NULL. Borrowed: valid
+ * while the handler runs. Only for the req passed to the handler.
+ */
+const char *st_httpd_request_header(const struct st_httpd_request *req, const char *name);
+/* A query argument's percent-decoded value, or NULL; as above. */
+const char *st_httpd_request_arg(const struct st_httpd_request *req, const char *name);
 
 /* Called after each response with path, status and seconds taken (metrics). */
 typedef void (*st_httpd_observe_cb)(const char *path, int status, double seconds, void *payload);

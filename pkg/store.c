@@ -31,7 +31,10 @@ int st_store_open(struct st_store **out, const char *url, const struct st_store_
 	}
 	if (strncmp(url, "s3://", 5) == 0)
 		return st_store__open_s3(out, url, opts, err);
-	return st_err_set(err, ST_EINVAL, "%s: unknown scheme (want s3:// or file://)", url);
+	if (strncmp(url, "stasis+https://", 15) == 0)
+		return st_store__open_remote(out, url, opts, err);
+	return st_err_set(err, ST_EINVAL,
+	                  "%s: unknown scheme (want s3://, file:// or stasis+https://)", url);
 }
 
 void st_store_free(struct st_store *s)

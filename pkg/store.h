@@ -5,6 +5,8 @@
  *   s3://bucket/prefix?endpoint=https://host:port&region=minio&pathStyle=true&caFile=/ca.pem
  *       &insecureSkipTLSVerify=true
  *   file:///absolute/dir
+ *   stasis+https://host:port/v1/sessions/<id>   (a controller data-door session,
+ *       pkg/store_remote.c; token and CA from STASIS_DATA_TOKEN[_FILE], STASIS_DATA_CA)
  * Keys are relative to the location's prefix ("backups/b1/b1.tar.gz"). Objects are
  * written whole and atomically (a reader sees the old object, the new one, or
  * none). Writes are streamed from a reader callback and reads are streamed to a
@@ -115,5 +117,7 @@ int st_store__open_file(struct st_store **out, const char *url, const char *path
                         struct st_err *err);
 int st_store__open_s3(struct st_store **out, const char *url, const struct st_store_options *opts,
                       struct st_err *err);
+int st_store__open_remote(struct st_store **out, const char *url,
+                          const struct st_store_options *opts, struct st_err *err);
 
 #endif
