@@ -857,6 +857,8 @@ static struct json_object *mover_pod(struct phase *p, const struct vol *v)
 	json_object_object_add(o, "metadata", temp_meta(p, v));
 	st_json_add_str(spec, "restartPolicy", "Never");
 	st_json_add_str(ctr, "name", "mover");
+	/* The mover's last words become the failure reason of its volume. */
+	st_json_add_str(ctr, "terminationMessagePolicy", "FallbackToLogsOnError");
 	st_json_add_str(ctr, "image", cfg->mover_image ? cfg->mover_image : "stasis/stasis-agent");
 	json_object_array_add(cmd, json_object_new_string(cfg->mover_command ? cfg->mover_command
 	                                                                     : "/stasis-agent"));

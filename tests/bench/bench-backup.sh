@@ -27,7 +27,7 @@ RUNS=${RUNS:-3}
 PODS=${PODS:-8}
 E2E_NS_IP_BASE=127.0.4.10
 E2E_POOL_SIZE=12G
-. "$STASIS_ROOT/tests/integration/e2e_common.inc"
+. "$STASIS_ROOT/tests/integration/e2e_stasis.inc"
 e2e_require
 
 work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/stasis-bench-backup.XXXXXX")

@@ -7,7 +7,7 @@
 # snapshot timeout, a controller killed while pods are frozen) thaw and fail
 # cleanly; nothing temporary is left behind.
 set -euo pipefail
-. "$STASIS_ROOT/tests/integration/e2e_common.inc"
+. "$STASIS_ROOT/tests/integration/e2e_stasis.inc"
 
 e2e_require
 work=$(mktemp -d /tmp/stasis-e2e-backup.XXXXXX)
