@@ -25,6 +25,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # nothing written into the source tree
 sys.path.insert(0, HERE)
 
 from hhost import Host, HostError, parse_quantity, write_json  # noqa: E402

@@ -171,6 +171,7 @@ r1=$(hpath test r1) || fail "path of r1"
 echo "== cut latency through the API (watch from create to creationTime)"
 $PY - "$work/kubeconfig" "$STASIS_ROOT" <<'EOF' || fail "cut latency"
 import queue, sys, threading, time
+sys.dont_write_bytecode = True
 sys.path.insert(0, sys.argv[2] + "/tests/e2e")
 from hkube import Kube  # kept-alive connections: no handshake inside the measure
 c = Kube.from_kubeconfig(sys.argv[1])
@@ -302,6 +303,19 @@ acurl -X POST "https://stasis-agent:$port/v1/thaw" | grep -q '"thawed":true' || 
 is_frozen "$web" && fail "still frozen after thaw"
 apid=$(jq -r '.["test/agent"].containers["stasis-freezer"].pid' "$work/root/pods.json")
 kill -0 "$apid" || fail "agent pid $apid from pods.json is not running"
+
+echo "== a killed agent is restarted (restartPolicy Always)"
+kill -KILL "$apid"
+wait_jp test pod agent '.status.containerStatuses[?(@.name=="stasis-freezer")].restartCount' 1 20 \
+	>/dev/null || fail "agent not restarted"
+wait_jp test pod agent '.status.conditions[?(@.type=="Ready")].status' True 30 >/dev/null ||
+	fail "agent pod not Ready after the restart"
+[ "$(k -n test get pod agent -o jsonpath='{.status.containerStatuses[?(@.name=="stasis-freezer")].lastState.terminated.exitCode}')" = 137 ] ||
+	fail "lastState of the killed agent is not exit 137"
+apid=$(jq -r '.["test/agent"].containers["stasis-freezer"].pid' "$work/root/pods.json")
+kill -0 "$apid" || fail "restarted agent pid $apid is not running"
+acurl "https://stasis-agent:$port/v1/status" | jq -e '.frozen == false' >/dev/null ||
+	fail "restarted agent does not answer"
 
 echo "== restartPolicy Never pods: Succeeded and Failed with exit codes and logs"
 k apply -f - >/dev/null <<'EOF' || fail "job pods"
