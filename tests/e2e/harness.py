@@ -32,6 +32,7 @@ from hhost import Host, HostError, parse_quantity, write_json  # noqa: E402
 from hkube import Informer, Kube, Worker  # noqa: E402
 from hpods import RUN_BINARIES, Pods  # noqa: E402
 from hvolumes import MountError, Volumes  # noqa: E402
+from hworkloads import Workloads  # noqa: E402
 
 READY_LINE = "harness ready"
 SOCKET = "harness.sock"
@@ -59,6 +60,7 @@ class Harness:
         self.snapw = Worker("snapshotter", log)
         self.volumes = None
         self.pods = None
+        self.workloads = None
         self.sock = None
 
     # ----------------------------------------------------------------- state
@@ -85,6 +87,7 @@ class Harness:
         self.kube.get("/version")
         self.volumes = Volumes(self)
         self.pods = Pods(self)
+        self.workloads = Workloads(self)
         self.main.start()
         self.snapw.start()
 
@@ -100,8 +103,16 @@ class Harness:
             ("configmaps", kick(self.main, self.pods.retry_pending)),
             ("persistentvolumeclaims", to(self.main, self.volumes.on_pvc)),
             ("volumesnapshots", to(self.snapw, self.volumes.on_vs)),
-            ("pods", to(self.main, self.pods.on_pod)),
+            ("pods", to(self.main, self._on_pod)),
         ]
+        if not self.args.no_workloads:
+            wl = self.workloads
+            plan += [
+                ("deployments", lambda t, o, old: self.main.submit(wl.on_owner, "Deployment",
+                                                                   t, o, old)),
+                ("statefulsets", lambda t, o, old: self.main.submit(wl.on_owner, "StatefulSet",
+                                                                    t, o, old)),
+            ]
         for plural, cb in plan:
             inf = Informer(self.kube, plural, cb, log, self.stopping)
             self.inf[plural] = inf
@@ -117,6 +128,11 @@ class Harness:
         self.main.call(lambda: None)
         self.snapw.call(lambda: None)
         self.save_state()
+
+    def _on_pod(self, typ, obj, old):
+        self.pods.on_pod(typ, obj, old)
+        if not self.args.no_workloads:
+            self.workloads.on_pod(typ, obj, old)
 
     def _serve_socket(self):
         path = os.path.join(self.root, SOCKET)
@@ -297,6 +313,8 @@ def main():
                     help="Secret name --agent-certs stands in for (default stasis-agent-tls)")
     ap.add_argument("--strict-storage-classes", action="store_true",
                     help="claims naming a StorageClass that does not exist stay Pending")
+    ap.add_argument("--no-workloads", action="store_true",
+                    help="do not create pods (and claims) for Deployments and StatefulSets")
     ap.add_argument("--pass-env", action="append", metavar="NAME",
                     help="environment variable passed on to the processes (repeatable)")
     ap.add_argument("command", nargs="*", help="path NS PVC | release NS PVC | "

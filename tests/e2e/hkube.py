@@ -22,6 +22,7 @@ GROUPS = {
     "pods": ("", "v1"), "persistentvolumeclaims": ("", "v1"),
     "persistentvolumes": ("", "v1"), "secrets": ("", "v1"), "configmaps": ("", "v1"),
     "storageclasses": ("storage.k8s.io", "v1"),
+    "deployments": ("apps", "v1"), "statefulsets": ("apps", "v1"),
     "volumesnapshots": ("snapshot.storage.k8s.io", "v1"),
     "volumesnapshotcontents": ("snapshot.storage.k8s.io", "v1"),
     "volumesnapshotclasses": ("snapshot.storage.k8s.io", "v1"),

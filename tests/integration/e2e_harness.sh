@@ -9,7 +9,8 @@
 # --agent-certs) and freezes its claim's filesystem; restartPolicy Never pods
 # end Succeeded or Failed with exit codes and logs; the class knobs error,
 # never-cut and cut-delay; a read-write mount refused while the claim is
-# mounted read-only is written into the pod's status; deletions of pods,
+# mounted read-only is written into the pod's status; Deployments and
+# StatefulSets get pods and template claims; deletions of pods,
 # snapshots and claims undo their processes, mounts and images; SIGTERM
 # leaves no mount, loop device or process behind.
 set -uo pipefail
@@ -400,6 +401,72 @@ done
 [ -f "$img" ] && fail "image of a deleted claim left"
 k get pv "$r1pv" >/dev/null 2>&1 && fail "PV of a deleted claim left"
 grep -q " $r1 " /proc/mounts && fail "deleted claim still mounted"
+
+echo "== Deployments and StatefulSets get pods (and claims from templates)"
+k apply -f - >/dev/null <<'EOF' || fail "workloads"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: site, namespace: test}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: site}}
+  template:
+    metadata: {labels: {app: site}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        volumeMounts: [{name: html, mountPath: /usr/share/nginx/html}]
+      volumes:
+      - {name: html, persistentVolumeClaim: {claimName: web}}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: test}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: postgres
+        image: postgres:15
+        volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 64Mi}}
+EOF
+wait_jp test deploy site .status.readyReplicas 1 20 >/dev/null || fail "deployment not ready"
+wait_jp test sts db .status.readyReplicas 2 30 >/dev/null || fail "statefulset not ready"
+[ "$(k -n test get pvc data-db-1 -o jsonpath='{.status.phase}')" = Bound ] || fail "data-db-1"
+[ "$(k -n test get pod db-1 -o jsonpath='{.spec.volumes[0].persistentVolumeClaim.claimName}')" = data-db-1 ] ||
+	fail "db-1 does not mount data-db-1"
+old_pod=$(k -n test get pod -l app=site -o jsonpath='{.items[0].metadata.name}')
+k -n test delete pod "$old_pod" >/dev/null
+new_pod=''
+i=0
+while [ $i -lt 100 ]; do
+	new_pod=$(k -n test get pod -l app=site -o jsonpath='{.items[?(@.status.phase=="Running")].metadata.name}')
+	[ -n "$new_pod" ] && [ "$new_pod" != "$old_pod" ] && break
+	sleep 0.2
+	i=$((i + 1))
+done
+if [ -z "$new_pod" ] || [ "$new_pod" = "$old_pod" ]; then
+	fail "deleted deployment pod not replaced"
+fi
+k -n test delete sts db >/dev/null
+i=0
+while k -n test get pod db-0 >/dev/null 2>&1 && [ $i -lt 50 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+k -n test get pod db-0 >/dev/null 2>&1 && fail "statefulset pods left after its deletion"
+[ "$(k -n test get pvc data-db-0 -o jsonpath='{.status.phase}')" = Bound ] ||
+	fail "statefulset claims must stay"
 
 echo "== SIGTERM leaves no mounts, loop devices or processes"
 e2e_stop_harness
