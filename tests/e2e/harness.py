@@ -173,7 +173,7 @@ class Harness:
     def _control(self, req):
         op, k = req.get("op"), (req.get("namespace"), req.get("claim"))
         if op == "path":
-            return {"path": self.volumes.acquire(k, "host", True)}
+            return {"path": self.volumes.acquire(k, "host", True).mount}
         if op == "release":
             self.volumes.release_key(k, "host")
             return {"released": True}

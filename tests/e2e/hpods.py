@@ -114,7 +114,7 @@ class Pod:
         self.started = False
         self.start_time = None
         self.next_init = 0           # index of the init container to run next
-        self.claims = []             # (ns, pvc) mounted for this pod
+        self.claims = []             # Volumes acquired for this pod
         self.dir = None
         self.volumes = {}            # volume name -> host directory
         self.deleting = False
@@ -254,8 +254,9 @@ class Pods:
                 ref = v["persistentVolumeClaim"]
                 k = (p.ns, ref["claimName"])
                 rw = not (ref.get("readOnly") or name in ro_only)
-                p.volumes[name] = self.h.volumes.acquire(k, p.key, rw)
-                p.claims.append(k)
+                vol = self.h.volumes.acquire(k, p.key, rw)
+                p.claims.append(vol)
+                p.volumes[name] = vol.mount
                 continue
             d = os.path.join(p.dir, "volumes", name)
             os.makedirs(d, exist_ok=True)
@@ -690,8 +691,8 @@ class Pods:
     def _teardown_mounts(self, p):
         if p.dir:
             self.h.host.unmount_tree(p.dir)
-        for k in p.claims:
-            self.h.volumes.release_key(k, p.key)
+        for vol in p.claims:
+            self.h.volumes.release(vol, p.key)
         p.claims = []
         if p.dir and not mounts_under(p.dir):   # never remove through a live mount
             shutil.rmtree(p.dir, ignore_errors=True)

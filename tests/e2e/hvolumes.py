@@ -291,8 +291,9 @@ class Volumes:
 
     # ------------------------------------------------------------------ mounts
     def acquire(self, k, user, rw):
-        """Mounts claim k for user (read-write when rw) and returns the mount directory.
-        One mount per claim, shared by its users; MountError when the modes clash."""
+        """Mounts claim k for user (read-write when rw) and returns its Volume (v.mount is
+        the directory). One mount per claim, shared by its users; MountError when the
+        modes clash."""
         v = self.vols.get(k)
         if v is None or v.doomed:
             raise MountError("persistentvolumeclaim %r is not bound" % k[1])
@@ -305,7 +306,9 @@ class Volumes:
                 raise MountError("claim %s/%s is ReadWriteOncePod and mounted read-write by %s" %
                                  (k[0], k[1], others[0]))
         else:
-            target = os.path.join(self.h.root, "volumes", k[0], k[1])
+            # The claim's uid in the name: a claim re-created under the same name (a
+            # namespace deleted and restored) never mounts over its predecessor.
+            target = os.path.join(self.h.root, "volumes", k[0], "%s.%s" % (k[1], v.uid[:8]))
             try:
                 v.dev = self.host.mount_image(v.image, target, v.fstype, not rw)
             except HostError as e:
@@ -314,7 +317,7 @@ class Volumes:
         if v.users.get(user) != "rw":
             v.users[user] = "rw" if rw else "ro"
         self.h.save_state()
-        return v.mount
+        return v
 
     def release(self, v, user):
         if v.users.pop(user, None) is None and user != "host":

@@ -10,7 +10,8 @@
 # end Succeeded or Failed with exit codes and logs; the class knobs error,
 # never-cut and cut-delay; a read-write mount refused while the claim is
 # mounted read-only is written into the pod's status; Deployments and
-# StatefulSets get pods and template claims; deletions of pods,
+# StatefulSets get pods and template claims; a namespace deleted and
+# re-created at once (a restore) gets fresh volumes; deletions of pods,
 # snapshots and claims undo their processes, mounts and images; SIGTERM
 # leaves no mount, loop device or process behind.
 set -uo pipefail
@@ -467,6 +468,49 @@ done
 k -n test get pod db-0 >/dev/null 2>&1 && fail "statefulset pods left after its deletion"
 [ "$(k -n test get pvc data-db-0 -o jsonpath='{.status.phase}')" = Bound ] ||
 	fail "statefulset claims must stay"
+
+echo "== a namespace deleted and re-created at once gets new volumes, the old ones go"
+ns_objs() {
+	cat <<'EOF'
+apiVersion: v1
+kind: Namespace
+metadata: {name: again}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: vol, namespace: again}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 40Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: again}
+spec:
+  containers:
+  - {name: c, image: busybox, volumeMounts: [{name: v, mountPath: /v}]}
+  volumes:
+  - {name: v, persistentVolumeClaim: {claimName: vol}}
+EOF
+}
+ns_objs | k apply -f - >/dev/null || fail "namespace again"
+wait_jp again pod p .status.phase Running 20 >/dev/null || fail "pod again/p not Running"
+d1=$(hpath again vol) || fail "path again/vol"
+img1=$(vol_field again/vol image)
+echo old >"$d1/f"
+k delete namespace again >/dev/null || fail "delete namespace again"
+ns_objs | k apply -f - >/dev/null || fail "namespace again re-created"
+wait_jp again pod p .status.phase Running 20 >/dev/null || fail "re-created pod not Running"
+d2=$(hpath again vol) || fail "path of the re-created claim"
+[ "$d2" != "$d1" ] || fail "re-created claim shares the mount directory $d1"
+[ ! -e "$d2/f" ] || fail "re-created claim has the old claim's data"
+i=0
+while { grep -q " $d1 " /proc/mounts || [ -f "$img1" ]; } && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+grep -q " $d1 " /proc/mounts && fail "old claim still mounted at $d1"
+[ -f "$img1" ] && fail "old claim's image left"
 
 echo "== SIGTERM leaves no mounts, loop devices or processes"
 e2e_stop_harness
