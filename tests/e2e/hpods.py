@@ -15,6 +15,7 @@ import socket
 import subprocess
 import threading
 import time
+import zlib
 
 from hhost import HostError, mounts_under
 from hvolumes import MountError
@@ -445,11 +446,18 @@ class Pods:
         host_env["HOME"] = c.root
         for k, v in env.items():
             host_env[k] = self.rewrite(c, v, p.ip)
-        host_env.setdefault("STASIS_STATE_DIR", c.root + STATE_DIR)
+        host_env.setdefault("STASIS_STATE_DIR", self._state_dir(p, c))
         args = [expand(a, env) for a in c.cmd[1:] + list(c.spec.get("args") or [])]
         c.argv = [os.path.join(self.h.args.bin_dir, c.binary)] + [
             self.rewrite(c, a, p.ip) for a in args]
         c.env = host_env
+
+    def _state_dir(self, p, c):
+        # A Unix socket path holds at most 107 bytes, and the container root is
+        # deep: the state directory (agent socket, journal) lives under ROOT/run.
+        d = os.path.join(self.h.root, "run", "%s.%08x" % (p.uid[:8], zlib.crc32(c.name.encode())))
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        return d
 
     # -------------------------------------------------------------- processes
     def _launch(self, p, c):

@@ -13,7 +13,7 @@ e2e_require
 work=$(mktemp -d /tmp/stasis-e2e-backup.XXXXXX)
 cleanup() {
 	e2e_cleanup
-	rm -rf "$work"
+	[ -n "${E2E_KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 
