@@ -886,7 +886,7 @@ static void *worker_thread(void *arg)
 
 /* ---- schedules and retention ------------------------------------------------------------ */
 
-static void schedules_changed(struct server *srv)
+static void wake_scheduler(struct server *srv)
 {
 	pthread_mutex_lock(&srv->mu);
 	srv->schedules_changed = true;
@@ -900,7 +900,7 @@ static int on_schedule_event(enum st_kube_event_type type, struct json_object *o
 
 	(void)obj;
 	if (type != ST_KUBE_EVENT_BOOKMARK && type != ST_KUBE_EVENT_RELIST)
-		schedules_changed(srv);
+		wake_scheduler(srv);
 	return atomic_load(&srv->stop) ? 1 : 0;
 }
 
