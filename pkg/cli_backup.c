@@ -42,23 +42,7 @@ static const char create_usage[] =
         "\n"
         "Creates a Backup. Without filters every namespace and resource is included.\n"
         "\n"
-        "Options:\n"
-        "  --include-namespaces LIST     namespaces to back up (comma-separated, '*' for all)\n"
-        "  --exclude-namespaces LIST     namespaces to leave out\n"
-        "  --include-resources LIST      resources to back up (e.g. deployments,pvc)\n"
-        "  --exclude-resources LIST      resources to leave out\n"
-        "  -l, --selector SELECTOR       only objects whose labels match (app=nginx,tier!=db)\n"
-        "  --include-cluster-resources[=true|false]\n"
-        "                                cluster-scoped resources (default: those the\n"
-        "                                namespaced ones need)\n"
-        "  --ttl DURATION                how long to keep the backup (default 720h0m0s)\n"
-        "  --storage-location NAME       backup storage location (default: the default one)\n"
-        "  --snapshot-volumes[=true|false]  take volume snapshots\n"
-        "  --volume-snapshot-method csi|none\n"
-        "                                how claims are cut (a claim's stasis.io/snapshot-method\n"
-        "                                annotation wins); none backs up no volume data\n"
-        "  --keep-volume-snapshots[=true|false]\n"
-        "                                keep the CSI VolumeSnapshots after the data is moved\n"
+        "Options:\n" ST_CLI_BACKUP_SPEC_HELP
         "  --labels K=V,...              labels of the Backup object itself\n"
         "  --wait                        wait for the backup to finish, showing progress;\n"
         "                                exit status 0 only when it Completed\n"
@@ -213,7 +197,7 @@ static int describe_scope(struct st_buf *out, struct json_object *spec)
 	                     sel);
 }
 
-static int describe_spec(struct st_buf *out, struct json_object *spec)
+int st_cli_backup_describe_spec(struct st_buf *out, struct json_object *spec)
 {
 	struct json_object *snap = st_json_get(spec, "snapshotVolumes");
 	const char *loc = st_json_get_str(spec, "storageLocation");
@@ -345,25 +329,33 @@ static int describe_volumes(struct st_buf *out, struct json_object *status)
 	return 0;
 }
 
+int st_cli_backup_describe_meta(struct st_buf *out, struct json_object *obj)
+{
+	struct json_object *meta = st_json_get_obj(obj, "metadata");
+	int rc;
+
+	if ((rc = st_buf_printf(out, "Name:         %s\nNamespace:    %s\n",
+	                        str_or(st_json_get_str(meta, "name"), ""),
+	                        str_or(st_json_get_str(meta, "namespace"), ""))) < 0 ||
+	    (rc = describe_map(out, "Labels:", st_json_get_obj(meta, "labels"))) < 0)
+		return rc;
+	return describe_map(out, "Annotations:", st_json_get_obj(meta, "annotations"));
+}
+
 int st_cli_backup_describe(struct st_buf *out, struct json_object *backup, int details)
 {
-	struct json_object *meta = st_json_get_obj(backup, "metadata");
 	struct json_object *status = st_json_get_obj(backup, "status");
 	char phase[64];
 	int rc;
 
 	st_cli_backup_status(phase, sizeof(phase), backup);
-	if ((rc = st_buf_printf(out, "Name:         %s\nNamespace:    %s\n",
-	                        str_or(st_json_get_str(meta, "name"), ""),
-	                        str_or(st_json_get_str(meta, "namespace"), ""))) < 0 ||
-	    (rc = describe_map(out, "Labels:", st_json_get_obj(meta, "labels"))) < 0 ||
-	    (rc = describe_map(out, "Annotations:", st_json_get_obj(meta, "annotations"))) < 0)
+	if ((rc = st_cli_backup_describe_meta(out, backup)) < 0)
 		return rc;
 	if ((rc = st_buf_printf(out, "\nPhase:  %s\n\nErrors:    %d\nWarnings:  %d\n\n", phase,
 	                        json_object_get_int(st_json_get(status, "errors")),
 	                        json_object_get_int(st_json_get(status, "warnings")))) < 0)
 		return rc;
-	if ((rc = describe_spec(out, st_json_get_obj(backup, "spec"))) < 0 ||
+	if ((rc = st_cli_backup_describe_spec(out, st_json_get_obj(backup, "spec"))) < 0 ||
 	    (rc = describe_status(out, status)) < 0)
 		return rc;
 	if (!details)
@@ -379,34 +371,16 @@ int st_cli_backup_describe(struct st_buf *out, struct json_object *backup, int d
 
 /* ---- verbs ------------------------------------------------------------------------------- */
 
-static int flush_buf(struct st_buf *b)
-{
-	if (b->len > 0 && fwrite(b->ptr, 1, b->len, stdout) != b->len)
-		return ST_EIO;
-	return fflush(stdout) == 0 ? 0 : ST_EIO;
-}
-
 /* Options of `backup create`, gathered before the object is built. */
 struct create_args {
-	struct json_object *spec;
+	struct st_cli_backup_spec s;
 	struct json_object *labels; /* --labels, NULL when none */
 	bool wait;
-	int64_t ttl;
 	int64_t timeout;
 };
 
 enum {
-	OPT_INC_NS = ST_CLI_OPT_FIRST_FREE,
-	OPT_EXC_NS,
-	OPT_INC_RES,
-	OPT_EXC_RES,
-	OPT_CLUSTER,
-	OPT_TTL,
-	OPT_LOCATION,
-	OPT_SNAPSHOT,
-	OPT_METHOD,
-	OPT_KEEP,
-	OPT_WAIT,
+	OPT_WAIT = ST_CLI_BACKUP_OPT_FIRST_FREE,
 	OPT_TIMEOUT,
 	OPT_DETAILS,
 	OPT_CREDS,
@@ -438,43 +412,78 @@ static int add_bool(struct json_object *spec, const char *key, const char *arg)
 	return 0;
 }
 
-static int create_option(void *payload, int c, const char *arg)
+void st_cli_backup_spec_init(struct st_cli_backup_spec *s)
 {
-	struct create_args *a = payload;
+	s->spec = json_object_new_object();
+	s->ttl = DEFAULT_TTL_SECS;
+}
+
+void st_cli_backup_spec_dispose(struct st_cli_backup_spec *s)
+{
+	if (s == NULL)
+		return;
+	json_object_put(s->spec);
+	s->spec = NULL;
+}
+
+int st_cli_backup_spec_option(struct st_cli_backup_spec *s, int c, const char *arg)
+{
 	struct json_object *sel = NULL;
 
 	switch (c) {
-	case OPT_INC_NS:
-		return add_list(a->spec, "includedNamespaces", arg);
-	case OPT_EXC_NS:
-		return add_list(a->spec, "excludedNamespaces", arg);
-	case OPT_INC_RES:
-		return add_list(a->spec, "includedResources", arg);
-	case OPT_EXC_RES:
-		return add_list(a->spec, "excludedResources", arg);
+	case ST_CLI_BACKUP_OPT_INC_NS:
+		return add_list(s->spec, "includedNamespaces", arg);
+	case ST_CLI_BACKUP_OPT_EXC_NS:
+		return add_list(s->spec, "excludedNamespaces", arg);
+	case ST_CLI_BACKUP_OPT_INC_RES:
+		return add_list(s->spec, "includedResources", arg);
+	case ST_CLI_BACKUP_OPT_EXC_RES:
+		return add_list(s->spec, "excludedResources", arg);
 	case 'l':
 		if (st_cli_parse_selector(&sel, arg, NULL) < 0)
 			return ST_EINVAL;
-		json_object_object_add(a->spec, "labelSelector", sel);
+		json_object_object_add(s->spec, "labelSelector", sel);
 		return 0;
-	case OPT_CLUSTER:
-		return add_bool(a->spec, "includeClusterResources", arg);
-	case OPT_TTL:
-		return st_cli_duration_parse(&a->ttl, arg);
-	case OPT_LOCATION:
+	case ST_CLI_BACKUP_OPT_CLUSTER:
+		return add_bool(s->spec, "includeClusterResources", arg);
+	case ST_CLI_BACKUP_OPT_TTL:
+		return st_cli_duration_parse(&s->ttl, arg);
+	case ST_CLI_BACKUP_OPT_LOCATION:
 		if (!st_cli_valid_name(arg))
 			return ST_EINVAL;
-		st_json_add_str(a->spec, "storageLocation", arg);
+		st_json_add_str(s->spec, "storageLocation", arg);
 		return 0;
-	case OPT_SNAPSHOT:
-		return add_bool(a->spec, "snapshotVolumes", arg);
-	case OPT_METHOD:
+	case ST_CLI_BACKUP_OPT_SNAPSHOT:
+		return add_bool(s->spec, "snapshotVolumes", arg);
+	case ST_CLI_BACKUP_OPT_METHOD:
 		if (strcmp(arg, "csi") != 0 && strcmp(arg, "none") != 0)
 			return ST_EINVAL;
-		st_json_add_str(a->spec, "volumeSnapshotMethod", arg);
+		st_json_add_str(s->spec, "volumeSnapshotMethod", arg);
 		return 0;
-	case OPT_KEEP:
-		return add_bool(a->spec, "keepVolumeSnapshots", arg);
+	case ST_CLI_BACKUP_OPT_KEEP:
+		return add_bool(s->spec, "keepVolumeSnapshots", arg);
+	default:
+		return 1;
+	}
+}
+
+struct json_object *st_cli_backup_spec_build(const struct st_cli_backup_spec *s)
+{
+	char buf[64];
+
+	st_cli_duration_format(buf, sizeof(buf), s->ttl);
+	st_json_add_str(s->spec, "ttl", buf);
+	return json_object_get(s->spec);
+}
+
+static int create_option(void *payload, int c, const char *arg)
+{
+	struct create_args *a = payload;
+	int rc = st_cli_backup_spec_option(&a->s, c, arg);
+
+	if (rc <= 0)
+		return rc;
+	switch (c) {
 	case OPT_WAIT:
 		a->wait = true;
 		return 0;
@@ -489,20 +498,9 @@ static int create_option(void *payload, int c, const char *arg)
 
 static struct json_object *new_backup(const char *name, const char *ns, const struct create_args *a)
 {
-	struct json_object *o = json_object_new_object();
-	struct json_object *meta = json_object_new_object();
-	char buf[64];
+	struct json_object *o = st_cli_new_object("Backup", name, ns, a->labels);
 
-	st_json_add_str(o, "apiVersion", ST_CLI_API_VERSION);
-	st_json_add_str(o, "kind", "Backup");
-	st_json_add_str(meta, "name", name);
-	st_json_add_str(meta, "namespace", ns);
-	if (a->labels != NULL)
-		json_object_object_add(meta, "labels", json_object_get(a->labels));
-	json_object_object_add(o, "metadata", meta);
-	st_cli_duration_format(buf, sizeof(buf), a->ttl);
-	st_json_add_str(a->spec, "ttl", buf);
-	json_object_object_add(o, "spec", json_object_get(a->spec));
+	json_object_object_add(o, "spec", st_cli_backup_spec_build(&a->s));
 	return o;
 }
 
@@ -612,30 +610,11 @@ static int wait_backup(struct st_cli_ctx *ctx, const char *name, int64_t timeout
 
 static int create_submit(struct st_cli_ctx *ctx, struct json_object *obj, const char *name)
 {
-	struct json_object *res = NULL;
-	struct st_err err = ST_ERR_INIT;
 	struct st_kube_gvr gvr;
-	long http = 0;
-	int rc;
 
 	st_cli_gvr_backup(&gvr);
-	if (st_cli_connect(ctx) < 0)
+	if (st_cli_create(ctx, &gvr, "backup", obj, name) != ST_CLI_EXIT_OK)
 		return ST_CLI_EXIT_FAIL;
-	rc = st_kube_create(&res, ctx->client, &gvr, ctx->ns, obj, &http, &err);
-	json_object_put(res);
-	if (rc < 0) {
-		if (http == 409)
-			st_cli_errorf(ctx, "a backup named %s already exists in namespace %s", name,
-			              ctx->ns);
-		else if (http == 404)
-			st_cli_errorf(ctx,
-			              "%s; is stasis installed in namespace %s? (stasis "
-			              "install -n %s)",
-			              st_err_text(&err), ctx->ns, ctx->ns);
-		else
-			st_cli_kube_error(ctx, "create backup", rc, &err);
-		return ST_CLI_EXIT_FAIL;
-	}
 	printf("Backup request \"%s\" submitted successfully.\n", name);
 	fflush(stdout);
 	return ST_CLI_EXIT_OK;
@@ -645,28 +624,18 @@ static int backup_create(struct st_cli_ctx *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		ST_CLI_COMMON_LONGOPTS,
-		{ "include-namespaces", required_argument, NULL, OPT_INC_NS },
-		{ "exclude-namespaces", required_argument, NULL, OPT_EXC_NS },
-		{ "include-resources", required_argument, NULL, OPT_INC_RES },
-		{ "exclude-resources", required_argument, NULL, OPT_EXC_RES },
-		{ "selector", required_argument, NULL, 'l' },
-		{ "include-cluster-resources", optional_argument, NULL, OPT_CLUSTER },
-		{ "ttl", required_argument, NULL, OPT_TTL },
-		{ "storage-location", required_argument, NULL, OPT_LOCATION },
-		{ "snapshot-volumes", optional_argument, NULL, OPT_SNAPSHOT },
-		{ "volume-snapshot-method", required_argument, NULL, OPT_METHOD },
-		{ "keep-volume-snapshots", optional_argument, NULL, OPT_KEEP },
+		ST_CLI_BACKUP_SPEC_LONGOPTS,
 		{ "wait", no_argument, NULL, OPT_WAIT },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "labels", required_argument, NULL, OPT_LABELS },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct create_args a = { .spec = json_object_new_object(), .ttl = DEFAULT_TTL_SECS };
+	struct create_args a = { .labels = NULL };
 	struct json_object *obj = NULL;
-	struct st_buf out = ST_BUF_INIT(ST_CLI_CAP_OUTPUT);
 	const char *name;
 	int rc;
 
+	st_cli_backup_spec_init(&a.s);
 	rc = st_cli_parse_options(ctx, argc, argv, ":hn:o:l:", longopts, create_usage,
 	                          create_option, &a);
 	if (rc >= 0)
@@ -686,9 +655,7 @@ static int backup_create(struct st_cli_ctx *ctx, int argc, char **argv)
 	}
 	obj = new_backup(name, ctx->ns, &a);
 	if (ctx->output_set && ctx->output != ST_CLI_OUTPUT_TABLE) {
-		rc = st_cli_output_object(&out, obj, ctx->output) < 0 || flush_buf(&out) < 0
-		             ? ST_CLI_EXIT_FAIL
-		             : ST_CLI_EXIT_OK;
+		rc = st_cli_print_object(ctx, obj);
 		goto out;
 	}
 	if ((rc = create_submit(ctx, obj, name)) != ST_CLI_EXIT_OK)
@@ -702,9 +669,8 @@ static int backup_create(struct st_cli_ctx *ctx, int argc, char **argv)
 	rc = wait_backup(ctx, name, a.timeout);
 out:
 	json_object_put(obj);
-	json_object_put(a.spec);
+	st_cli_backup_spec_dispose(&a.s);
 	json_object_put(a.labels);
-	st_buf_dispose(&out);
 	return rc;
 }
 
@@ -768,53 +734,25 @@ static const struct option get_longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Formats items as `get` (table, JSON, YAML) or `describe` text. */
-static int show(struct st_buf *out, const struct st_cli_ctx *ctx, struct json_object *items,
-                bool describe, bool details, bool single)
-{
-	size_t i;
-	int rc = 0;
-
-	if (!describe && ctx->output == ST_CLI_OUTPUT_TABLE)
-		return st_cli_backup_table(out, items, st_cli_now());
-	if (!describe)
-		return st_cli_output_list(out, items, ctx->output, single);
-	for (i = 0; i < json_object_array_length(items) && rc == 0; i++) {
-		if (i > 0)
-			rc = st_buf_putc(out, '\n');
-		if (rc == 0)
-			rc = st_cli_backup_describe(out, json_object_array_get_idx(items, i),
-			                            details);
-	}
-	return rc;
-}
+static const struct st_cli_kind backup_kind = {
+	"backup",
+	st_cli_gvr_backup,
+	st_cli_backup_table,
+	st_cli_backup_describe,
+};
 
 /* `backup get` and `backup describe`: the same fetch, two presentations. */
 static int backup_show(struct st_cli_ctx *ctx, int argc, char **argv, bool describe)
 {
 	struct get_args a = { 0 };
-	struct json_object *items = json_object_new_array();
-	struct st_buf out = ST_BUF_INIT(ST_CLI_CAP_OUTPUT);
-	int rc, n;
+	int rc;
 
 	rc = st_cli_parse_options(ctx, argc, argv, ":hn:o:l:", get_longopts,
 	                          describe ? describe_usage : get_usage, get_option, &a);
 	if (rc >= 0)
-		goto out;
-	rc = ST_CLI_EXIT_FAIL;
-	n = argc - optind;
-	if (st_cli_connect(ctx) < 0)
-		goto out;
-	if (fetch_backups(ctx, items, argv + optind, n, a.selector) < 0 &&
-	    json_object_array_length(items) == 0)
-		goto out;
-	if (show(&out, ctx, items, describe, a.details, n == 1) < 0 || flush_buf(&out) < 0)
-		goto out;
-	rc = (size_t)n > json_object_array_length(items) ? ST_CLI_EXIT_FAIL : ST_CLI_EXIT_OK;
-out:
-	json_object_put(items);
-	st_buf_dispose(&out);
-	return rc;
+		return rc;
+	return st_cli_show(ctx, &backup_kind, argv + optind, argc - optind, a.selector, describe,
+	                   a.details);
 }
 
 static int backup_get(struct st_cli_ctx *ctx, int argc, char **argv)
@@ -851,22 +789,6 @@ static int backup_logs(struct st_cli_ctx *ctx, int argc, char **argv)
 out:
 	json_object_put(items);
 	return rc;
-}
-
-/* Asks on the terminal; true for y/yes. */
-static bool confirm_delete(int n, char **names)
-{
-	char line[32];
-	int i;
-
-	printf("Are you sure you want to continue (Y/N)? The backup%s", n == 1 ? "" : "s");
-	for (i = 0; i < n; i++)
-		printf(" %s", names[i]);
-	printf(" and %s stored data will be deleted: ", n == 1 ? "its" : "their");
-	fflush(stdout);
-	if (fgets(line, sizeof(line), stdin) == NULL)
-		return false;
-	return line[0] == 'y' || line[0] == 'Y';
 }
 
 /* Polls until every named backup is gone or the deadline passes. */
@@ -945,7 +867,9 @@ static int backup_delete(struct st_cli_ctx *ctx, int argc, char **argv)
 		st_cli_errorf(ctx, "at least one backup NAME is needed");
 		return ST_CLI_EXIT_USAGE;
 	}
-	if (!a.confirm && !confirm_delete(n, argv + optind)) {
+	if (!a.confirm && !st_cli_confirm("backup", n, argv + optind,
+	                                  n == 1 ? "and its stored data will be deleted"
+	                                         : "and their stored data will be deleted")) {
 		printf("Cancelled.\n");
 		return ST_CLI_EXIT_OK;
 	}
@@ -961,13 +885,7 @@ static int backup_delete(struct st_cli_ctx *ctx, int argc, char **argv)
 	return wait_gone(ctx, n, argv + optind, a.timeout);
 }
 
-struct sub_verb {
-	const char *name;
-	int (*run)(struct st_cli_ctx *ctx, int argc, char **argv);
-	const char *verb; /* for messages */
-};
-
-static const struct sub_verb backup_verbs[] = {
+static const struct st_cli_sub_verb backup_verbs[] = {
 	{ "create", backup_create, "backup create" },       { "get", backup_get, "backup get" },
 	{ "describe", backup_describe, "backup describe" }, { "logs", backup_logs, "backup logs" },
 	{ "delete", backup_delete, "backup delete" },       { NULL, NULL, NULL },
@@ -975,26 +893,5 @@ static const struct sub_verb backup_verbs[] = {
 
 int st_cli_backup_main(int argc, char **argv)
 {
-	const struct sub_verb *v;
-	struct st_cli_ctx ctx;
-	int rc;
-
-	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		fputs(st_cli_backup_usage, argc < 2 ? stderr : stdout);
-		return argc < 2 ? ST_CLI_EXIT_USAGE : ST_CLI_EXIT_OK;
-	}
-	for (v = backup_verbs; v->name != NULL; v++)
-		if (strcmp(v->name, argv[1]) == 0)
-			break;
-	if (v->name == NULL) {
-		fprintf(stderr, "stasis backup: unknown verb '%s'\n%s", argv[1],
-		        st_cli_backup_usage);
-		return ST_CLI_EXIT_USAGE;
-	}
-	st_cli_ctx_init(&ctx, v->verb);
-	opterr = 0;
-	optind = 0;
-	rc = v->run(&ctx, argc - 1, argv + 1);
-	st_cli_ctx_dispose(&ctx);
-	return rc;
+	return st_cli_dispatch("backup", st_cli_backup_usage, backup_verbs, argc, argv);
 }

@@ -312,6 +312,13 @@ void st_cli_gvr_bsl(struct st_kube_gvr *gvr)
 	ST_ASSERT(rc == 0);
 }
 
+void st_cli_gvr_schedule(struct st_kube_gvr *gvr)
+{
+	int rc = st_kube_gvr_set(gvr, ST_CLI_GROUP, ST_CLI_VERSION, "schedules", "Schedule", true);
+
+	ST_ASSERT(rc == 0);
+}
+
 /* Copies what the server assigned and a replace must keep (the Service's cluster IPs). */
 static void keep_assigned(struct json_object *obj, struct json_object *cur)
 {
@@ -528,4 +535,151 @@ int st_cli_parse_bool(bool *out, const char *s)
 long long st_cli_now(void)
 {
 	return (long long)time(NULL);
+}
+
+int st_cli_dispatch(const char *group, const char *usage, const struct st_cli_sub_verb *verbs,
+                    int argc, char **argv)
+{
+	const struct st_cli_sub_verb *v;
+	struct st_cli_ctx ctx;
+	int rc;
+
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		fputs(usage, argc < 2 ? stderr : stdout);
+		return argc < 2 ? ST_CLI_EXIT_USAGE : ST_CLI_EXIT_OK;
+	}
+	for (v = verbs; v->name != NULL; v++)
+		if (strcmp(v->name, argv[1]) == 0)
+			break;
+	if (v->name == NULL) {
+		fprintf(stderr, "stasis %s: unknown verb '%s'\n%s", group, argv[1], usage);
+		return ST_CLI_EXIT_USAGE;
+	}
+	st_cli_ctx_init(&ctx, v->verb);
+	opterr = 0;
+	optind = 0;
+	rc = v->run(&ctx, argc - 1, argv + 1);
+	st_cli_ctx_dispose(&ctx);
+	return rc;
+}
+
+int st_cli_flush(const struct st_buf *b)
+{
+	if (b->len > 0 && fwrite(b->ptr, 1, b->len, stdout) != b->len)
+		return ST_EIO;
+	return fflush(stdout) == 0 ? 0 : ST_EIO;
+}
+
+int st_cli_create(struct st_cli_ctx *ctx, const struct st_kube_gvr *gvr, const char *what,
+                  struct json_object *obj, const char *name)
+{
+	struct json_object *res = NULL;
+	struct st_err err = ST_ERR_INIT;
+	char action[64];
+	long http = 0;
+	int rc;
+
+	if (st_cli_connect(ctx) < 0)
+		return ST_CLI_EXIT_FAIL;
+	rc = st_kube_create(&res, ctx->client, gvr, ctx->ns, obj, &http, &err);
+	json_object_put(res);
+	if (rc == 0)
+		return ST_CLI_EXIT_OK;
+	(void)snprintf(action, sizeof(action), "create %s", what);
+	if (http == 409)
+		st_cli_errorf(ctx, "a %s named %s already exists in namespace %s", what, name,
+		              ctx->ns);
+	else if (http == 404)
+		st_cli_errorf(ctx,
+		              "%s; is stasis installed in namespace %s? (stasis install -n %s)",
+		              st_err_text(&err), ctx->ns, ctx->ns);
+	else
+		st_cli_kube_error(ctx, action, rc, &err);
+	return ST_CLI_EXIT_FAIL;
+}
+
+/* Formats items as `get` (table, JSON, YAML) or `describe` text. */
+static int show_items(struct st_buf *out, const struct st_cli_ctx *ctx, const struct st_cli_kind *k,
+                      struct json_object *items, bool describe, int details, bool single)
+{
+	size_t i;
+	int rc = 0;
+
+	if (!describe && ctx->output == ST_CLI_OUTPUT_TABLE)
+		return k->table(out, items, st_cli_now());
+	if (!describe)
+		return st_cli_output_list(out, items, ctx->output, single);
+	for (i = 0; i < json_object_array_length(items) && rc == 0; i++) {
+		if (i > 0)
+			rc = st_buf_putc(out, '\n');
+		if (rc == 0)
+			rc = k->describe(out, json_object_array_get_idx(items, i), details);
+	}
+	return rc;
+}
+
+int st_cli_show(struct st_cli_ctx *ctx, const struct st_cli_kind *k, char *const *names, int n,
+                const char *selector, bool describe, int details)
+{
+	struct json_object *items = json_object_new_array();
+	struct st_buf out = ST_BUF_INIT(ST_CLI_CAP_OUTPUT);
+	struct st_kube_gvr gvr;
+	int rc = ST_CLI_EXIT_FAIL;
+
+	k->gvr(&gvr);
+	if (st_cli_connect(ctx) < 0)
+		goto out;
+	if (st_cli_fetch(ctx, &gvr, k->what, items, names, n, selector) < 0 &&
+	    json_object_array_length(items) == 0)
+		goto out;
+	if (show_items(&out, ctx, k, items, describe, details, n == 1) < 0 ||
+	    st_cli_flush(&out) < 0)
+		goto out;
+	rc = (size_t)n > json_object_array_length(items) ? ST_CLI_EXIT_FAIL : ST_CLI_EXIT_OK;
+out:
+	json_object_put(items);
+	st_buf_dispose(&out);
+	return rc;
+}
+
+bool st_cli_confirm(const char *what, int n, char *const *names, const char *rest)
+{
+	char line[32];
+	int i;
+
+	printf("Are you sure you want to continue (Y/N)? The %s%s", what, n == 1 ? "" : "s");
+	for (i = 0; i < n; i++)
+		printf(" %s", names[i]);
+	printf(" %s: ", rest);
+	(void)fflush(stdout);
+	if (fgets(line, sizeof(line), stdin) == NULL)
+		return false;
+	return line[0] == 'y' || line[0] == 'Y';
+}
+
+struct json_object *st_cli_new_object(const char *kind, const char *name, const char *ns,
+                                      struct json_object *labels)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *meta = json_object_new_object();
+
+	st_json_add_str(o, "apiVersion", ST_CLI_API_VERSION);
+	st_json_add_str(o, "kind", kind);
+	st_json_add_str(meta, "name", name);
+	st_json_add_str(meta, "namespace", ns);
+	if (labels != NULL)
+		json_object_object_add(meta, "labels", json_object_get(labels));
+	json_object_object_add(o, "metadata", meta);
+	return o;
+}
+
+int st_cli_print_object(const struct st_cli_ctx *ctx, struct json_object *obj)
+{
+	struct st_buf out = ST_BUF_INIT(ST_CLI_CAP_OUTPUT);
+	int rc = ST_CLI_EXIT_OK;
+
+	if (st_cli_output_object(&out, obj, ctx->output) < 0 || st_cli_flush(&out) < 0)
+		rc = ST_CLI_EXIT_FAIL;
+	st_buf_dispose(&out);
+	return rc;
 }

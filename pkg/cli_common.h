@@ -132,6 +132,7 @@ void st_cli_kube_error(const struct st_cli_ctx *ctx, const char *what, int rc,
 /* The stasis.io types, without discovery. */
 void st_cli_gvr_backup(struct st_kube_gvr *gvr);
 void st_cli_gvr_bsl(struct st_kube_gvr *gvr);
+void st_cli_gvr_schedule(struct st_kube_gvr *gvr);
 
 /*
  * Creates obj, or replaces the existing object by it when it exists (409):
@@ -171,5 +172,65 @@ bool st_cli_valid_name(const char *s);
 
 /* Current time in Unix seconds (wall clock). */
 long long st_cli_now(void);
+
+/* One sub-verb of a verb group: "create" of `stasis backup`. */
+struct st_cli_sub_verb {
+	const char *name;
+	int (*run)(struct st_cli_ctx *ctx, int argc, char **argv);
+	const char *verb; /* for messages: "backup create" */
+};
+
+/*
+ * Runs the sub-verb argv[1] of group (e.g. "backup") from verbs (ended by a
+ * NULL name) with a fresh context, argv shifted by one. Without a sub-verb
+ * prints usage to stderr (exit 2), with -h/--help to stdout (exit 0); an
+ * unknown one is reported with the usage (exit 2).
+ */
+int st_cli_dispatch(const char *group, const char *usage, const struct st_cli_sub_verb *verbs,
+                    int argc, char **argv);
+
+/*
+ * Asks "Are you sure you want to continue (Y/N)? The <what>[s] <names> <rest>: "
+ * on stdout and reads the answer from stdin: true for y/yes.
+ */
+bool st_cli_confirm(const char *what, int n, char *const *names, const char *rest);
+
+/*
+ * A new stasis.io/v1alpha1 object of kind: apiVersion, kind and metadata
+ * (name, namespace, and labels, a new reference to `labels`, when not NULL).
+ */
+struct json_object *st_cli_new_object(const char *kind, const char *name, const char *ns,
+                                      struct json_object *labels);
+
+/* Prints obj to stdout as JSON or YAML (ctx->output); returns the exit status. */
+int st_cli_print_object(const struct st_cli_ctx *ctx, struct json_object *obj);
+
+/* Writes b to stdout and flushes it; ST_EIO when that fails. */
+int st_cli_flush(const struct st_buf *b) ST_WARN_UNUSED;
+
+/*
+ * Creates obj (a `what` named name, e.g. "backup") in the install namespace.
+ * On failure prints why (an existing name, stasis not installed, or the API
+ * error) and returns ST_CLI_EXIT_FAIL; else ST_CLI_EXIT_OK, printing nothing.
+ */
+int st_cli_create(struct st_cli_ctx *ctx, const struct st_kube_gvr *gvr, const char *what,
+                  struct json_object *obj, const char *name) ST_WARN_UNUSED;
+
+/* How `get` and `describe` present one kind of object. */
+struct st_cli_kind {
+	const char *what;                     /* "backup", for messages */
+	void (*gvr)(struct st_kube_gvr *gvr); /* its type */
+	int (*table)(struct st_buf *out, struct json_object *items, long long now);
+	int (*describe)(struct st_buf *out, struct json_object *obj, int details);
+};
+
+/*
+ * `get` (describe false: table, or JSON/YAML with -o) or `describe` of the
+ * named objects (n > 0) or of all matching selector (NULL: all), printed
+ * to stdout. Returns the exit status: 1 when any name was missing or the
+ * API failed (reported), else 0.
+ */
+int st_cli_show(struct st_cli_ctx *ctx, const struct st_cli_kind *k, char *const *names, int n,
+                const char *selector, bool describe, int details) ST_WARN_UNUSED;
 
 #endif

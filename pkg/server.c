@@ -19,6 +19,7 @@
 #include "pkg/bsl.h"
 #include "pkg/dataserver.h"
 #include "pkg/kube.h"
+#include "pkg/schedule.h"
 #include "pkg/store.h"
 #include "pkg/util/json.h"
 #include "pkg/util/log.h"
@@ -35,12 +36,15 @@
 /* Progress is written to status at most this often. */
 #define PROGRESS_INTERVAL_MS 1000
 #define NAME_MAX_LEN         253
+/* Schedules are listed again at least this often, whatever their next slots. */
+#define SCHEDULE_RECHECK_S 60
 
 const char st_server_usage[] =
         "Usage: stasis server [options]\n"
         "\n"
         "Runs the controller: holds a Lease so that one replica acts, validates the\n"
-        "BackupStorageLocations and runs the Backups of its namespace one at a time.\n"
+        "BackupStorageLocations and runs the Backups of its namespace one at a time,\n"
+        "creates the Backups of its Schedules and deletes Backups past their expiration.\n"
         "\n"
         "Options:\n"
         "  -n, --namespace NS         namespace of the custom resources (default stasis)\n"
@@ -52,6 +56,7 @@ const char st_server_usage[] =
         "                             stasis-controller)\n"
         "      --identity NAME        holder identity in the Lease (default HOSTNAME_PID)\n"
         "      --bsl-sync-period D    how often storage locations are probed (default 60s)\n"
+        "      --gc-period D          how often expired backups are looked for (default 1m)\n"
         "      --client-qps N         API requests per second (default 50)\n"
         "      --client-burst N       API request burst (default 100)\n"
         "\n"
@@ -95,9 +100,11 @@ struct server {
 	const char *identity;
 	const char *credentials_file;
 	long long bsl_period_s;
+	long long gc_period_s;
 	struct st_kube_gvr backups;
 	struct st_kube_gvr bsls;
 	struct st_kube_gvr leases;
+	struct st_kube_gvr schedules;
 	atomic_bool stop;
 	atomic_bool lease_lost;
 	pthread_mutex_t mu;
@@ -112,6 +119,7 @@ struct server {
 	struct st_volumes_config vol; /* worker only, after setup */
 	struct st_dataserver *ds;
 	char data_address[300];
+	bool schedules_changed; /* guarded by mu: a Schedule event since the last pass */
 };
 
 /* ---- time ------------------------------------------------------------------------------- */
@@ -789,6 +797,27 @@ out:
 	json_object_put(backup);
 }
 
+/*
+ * After a backup's objects are gone: forgets the repository snapshots of its
+ * volumes and collects the data no other backup references.
+ */
+static void collect_repository_garbage(const struct server *srv, const struct st_bsl *b,
+                                       const char *name)
+{
+	struct st_err err = { 0 };
+	unsigned forgotten = 0;
+	uint64_t freed = 0;
+
+	if (srv->vol.repo_key_file == NULL)
+		return;
+	if (st_volumes_forget(b->repo, srv->vol.repo_key_file, name, &forgotten, &freed, &err) < 0)
+		st_log_warn("backup %s/%s: pruning the volume repository: %s", srv->ns, name,
+		            st_err_text(&err));
+	else if (forgotten > 0)
+		st_log_info("backup %s/%s: forgot %u volume snapshots, %llu bytes freed", srv->ns,
+		            name, forgotten, (unsigned long long)freed);
+}
+
 static void job_delete(struct server *srv, const char *name)
 {
 	struct json_object *backup = NULL;
@@ -825,6 +854,7 @@ static void job_delete(struct server *srv, const char *name)
 	else
 		st_log_info("backup %s/%s: deleted (%u objects removed from %s)", srv->ns, name,
 		            count, b.url);
+	collect_repository_garbage(srv, &b, name);
 out:
 	st_bsl_close(&b);
 	json_object_put(backup);
@@ -905,6 +935,287 @@ static void *worker_thread(void *arg)
 	return NULL;
 }
 
+/* ---- schedules and retention ------------------------------------------------------------ */
+
+static void wake_scheduler(struct server *srv)
+{
+	pthread_mutex_lock(&srv->mu);
+	srv->schedules_changed = true;
+	pthread_cond_broadcast(&srv->cv);
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static int on_schedule_event(enum st_kube_event_type type, struct json_object *obj, void *payload)
+{
+	struct server *srv = payload;
+
+	(void)obj;
+	if (type != ST_KUBE_EVENT_BOOKMARK && type != ST_KUBE_EVENT_RELIST)
+		wake_scheduler(srv);
+	return atomic_load(&srv->stop) ? 1 : 0;
+}
+
+/* Only wakes schedule_thread: it lists the Schedules itself, so it never acts on a stale copy. */
+static void *schedule_watch_thread(void *arg)
+{
+	struct server *srv = arg;
+
+	while (!atomic_load(&srv->stop)) {
+		struct st_kube_watch_options wo = ST_KUBE_WATCH_OPTIONS_INIT;
+		struct st_err err = { 0 };
+
+		wo.cancel = &srv->stop;
+		if (st_kube_watch(srv->c, &srv->schedules, srv->ns, &wo, on_schedule_event, srv,
+		                  &err) < 0) {
+			st_log_warn("watching schedules: %s", st_err_text(&err));
+			sleep_unless_stopped(srv, WATCH_RETRY_S * 1000LL);
+		}
+	}
+	return NULL;
+}
+
+/* Writes phase and validationErrors when they differ from what the Schedule shows. */
+static void schedule_phase(struct server *srv, struct json_object *sched, const char *name,
+                           const struct st_schedule_decision *d)
+{
+	struct json_object *status = st_json_get_obj(sched, "status");
+	struct json_object *old = st_json_get_arr(status, "validationErrors");
+	const char *phase = st_json_get_str(status, "phase");
+	bool invalid = d->action == ST_SCHEDULE_INVALID;
+	const char *want = invalid ? "FailedValidation" : "Enabled";
+	struct json_object *body, *st;
+	struct st_err err = { 0 };
+
+	if (phase != NULL && strcmp(phase, want) == 0 &&
+	    (invalid ? json_object_equal(old, d->errors)
+	             : old == NULL || json_object_array_length(old) == 0))
+		return;
+	body = json_object_new_object();
+	st = json_object_new_object();
+	st_json_add_str(st, "phase", want);
+	json_object_object_add(st, "validationErrors", invalid ? json_object_get(d->errors) : NULL);
+	json_object_object_add(body, "status", st);
+	if (patch(srv, &srv->schedules, name, "status", body, &err) < 0)
+		st_log_err("schedule %s/%s: writing status: %s", srv->ns, name, st_err_text(&err));
+	else if (invalid)
+		st_log_warn("schedule %s/%s: FailedValidation: %s", srv->ns, name,
+		            json_object_get_string(json_object_array_get_idx(d->errors, 0)));
+	else
+		st_log_info("schedule %s/%s: Enabled (%s)", srv->ns, name,
+		            st_json_get_str(st_json_get_obj(sched, "spec"), "schedule"));
+	json_object_put(body);
+}
+
+struct latest_slot {
+	const char *schedule;
+	long long slot;
+};
+
+static int latest_slot_item(struct json_object *item, void *payload)
+{
+	struct latest_slot *l = payload;
+	long long t = st_schedule_backup_slot(item, l->schedule);
+
+	if (t > l->slot)
+		l->slot = t;
+	return 0;
+}
+
+/* The newest slot among the Backups labelled with the schedule's name; -1 when none. */
+static int latest_backup_slot(long long *out, struct server *srv, const char *name,
+                              struct st_err *err)
+{
+	struct st_kube_list_options lo = ST_KUBE_LIST_OPTIONS_INIT;
+	struct latest_slot l = { name, -1 };
+	char sel[ST_SCHEDULE_NAME_MAX + 64];
+	int rc;
+
+	(void)snprintf(sel, sizeof(sel), "%s=%s", ST_SCHEDULE_LABEL, name);
+	lo.label_selector = sel;
+	rc = st_kube_list_items(NULL, srv->c, &srv->backups, srv->ns, &lo, latest_slot_item, &l,
+	                        err);
+	*out = l.slot;
+	return rc;
+}
+
+/*
+ * Creates the Backup of d's slot and records the slot in status.lastBackup.
+ * A Backup of that name existing already (409) means the slot was served.
+ */
+static int create_scheduled(struct server *srv, const char *name,
+                            const struct st_schedule_decision *d)
+{
+	struct json_object *out = NULL;
+	struct json_object *body, *st;
+	struct st_err err = { 0 };
+	char slot[32], last[32];
+	long http = 0;
+	int rc;
+
+	rc = st_kube_create(&out, srv->c, &srv->backups, srv->ns, d->backup, &http, &err);
+	json_object_put(out);
+	if (rc < 0 && http != 409) {
+		st_log_err("schedule %s/%s: creating backup %s: %s", srv->ns, name, d->backup_name,
+		           st_err_text(&err));
+		return rc;
+	}
+	st_backup_format_time(slot, sizeof(slot), (long long)d->slot);
+	st_backup_format_time(last, sizeof(last), (long long)d->last);
+	if (rc < 0)
+		st_log_info("schedule %s/%s: backup %s exists already", srv->ns, name,
+		            d->backup_name);
+	else if (d->skipped)
+		st_log_info("schedule %s/%s: created backup %s; runs missed between %s and %s "
+		            "were skipped, this one stands for the latest",
+		            srv->ns, name, d->backup_name, last, slot);
+	else
+		st_log_info("schedule %s/%s: created backup %s", srv->ns, name, d->backup_name);
+	st_err_clear(&err);
+	body = json_object_new_object();
+	st = json_object_new_object();
+	st_json_add_str(st, "lastBackup", slot);
+	json_object_object_add(body, "status", st);
+	if (patch(srv, &srv->schedules, name, "status", body, &err) < 0)
+		st_log_err("schedule %s/%s: writing lastBackup: %s", srv->ns, name,
+		           st_err_text(&err));
+	json_object_put(body);
+	return 0;
+}
+
+/* Acts on one Schedule; returns when it wants to be looked at next (0: no need). */
+static time_t reconcile_schedule(struct server *srv, struct json_object *sched, time_t now)
+{
+	const char *name = st_json_get_str(st_json_get_obj(sched, "metadata"), "name");
+	struct st_schedule_decision d;
+	struct st_err err = { 0 };
+	long long latest = -1;
+	time_t next = 0;
+
+	st_schedule_decision_init(&d);
+	if (name == NULL)
+		goto out;
+	if (st_schedule_decide(&d, sched, -1, (long long)now, &err) < 0) {
+		st_log_err("schedule %s/%s: %s", srv->ns, name, st_err_text(&err));
+		goto out;
+	}
+	schedule_phase(srv, sched, name, &d);
+	/* Before creating, the Backups already made count too (a crash may have lost lastBackup).
+	 */
+	if (d.action == ST_SCHEDULE_CREATE &&
+	    (latest_backup_slot(&latest, srv, name, &err) < 0 ||
+	     st_schedule_decide(&d, sched, latest, (long long)now, &err) < 0 ||
+	     (d.action == ST_SCHEDULE_CREATE && create_scheduled(srv, name, &d) < 0))) {
+		if (err.code != 0)
+			st_log_err("schedule %s/%s: %s", srv->ns, name, st_err_text(&err));
+		next = now + WATCH_RETRY_S;
+		goto out;
+	}
+	if (d.action == ST_SCHEDULE_WAIT || d.action == ST_SCHEDULE_CREATE)
+		next = d.next;
+out:
+	st_schedule_decision_dispose(&d);
+	return next;
+}
+
+/* One pass over the Schedules; returns the time of the next pass (ms). */
+static long long run_schedules(struct server *srv)
+{
+	struct st_kube_list_options lo = ST_KUBE_LIST_OPTIONS_INIT;
+	struct json_object *list = NULL;
+	struct json_object *items;
+	struct st_err err = { 0 };
+	time_t now = time(NULL);
+	time_t soonest = now + SCHEDULE_RECHECK_S;
+	size_t i, n;
+
+	if (st_kube_list(&list, srv->c, &srv->schedules, srv->ns, &lo, NULL, &err) < 0) {
+		st_log_warn("listing schedules: %s", st_err_text(&err));
+		return now_ms() + WATCH_RETRY_S * 1000LL;
+	}
+	items = st_json_get_arr(list, "items");
+	n = items ? json_object_array_length(items) : 0;
+	for (i = 0; i < n && !atomic_load(&srv->stop); i++) {
+		time_t next = reconcile_schedule(srv, json_object_array_get_idx(items, i), now);
+
+		if (next > 0 && next < soonest)
+			soonest = next;
+	}
+	json_object_put(list);
+	return (long long)soonest * 1000;
+}
+
+struct expiry {
+	struct server *srv;
+	long long now;
+};
+
+static int expire_item(struct json_object *item, void *payload)
+{
+	static const char body[] =
+	        "{\"metadata\":{\"annotations\":{\"" ST_SERVER_DELETE_ANNOTATION "\":\"true\"}}}";
+	struct expiry *e = payload;
+	struct server *srv = e->srv;
+	const char *name = st_json_get_str(st_json_get_obj(item, "metadata"), "name");
+	struct json_object *out = NULL;
+	struct st_err err = { 0 };
+
+	if (name == NULL || !st_schedule_backup_expired(item, e->now))
+		return atomic_load(&srv->stop) ? 1 : 0;
+	if (st_kube_patch(&out, srv->c, &srv->backups, srv->ns, name, NULL, ST_KUBE_PATCH_MERGE,
+	                  body, sizeof(body) - 1, NULL, &err) < 0)
+		st_log_err("backup %s/%s: requesting its deletion: %s", srv->ns, name,
+		           st_err_text(&err));
+	else
+		st_log_info("backup %s/%s: expired at %s; deleting it", srv->ns, name,
+		            st_json_get_str(st_json_get_obj(item, "status"), "expiration"));
+	json_object_put(out);
+	return atomic_load(&srv->stop) ? 1 : 0;
+}
+
+/* Marks every expired Backup for deletion; the worker then deletes it as any other. */
+static void expire_backups(struct server *srv)
+{
+	struct st_kube_list_options lo = ST_KUBE_LIST_OPTIONS_INIT;
+	struct expiry e = { srv, (long long)time(NULL) };
+	struct st_err err = { 0 };
+
+	if (st_kube_list_items(NULL, srv->c, &srv->backups, srv->ns, &lo, expire_item, &e, &err) <
+	    0)
+		st_log_warn("looking for expired backups: %s", st_err_text(&err));
+}
+
+/*
+ * Runs the Schedules at their next slot, when one of them changes and at
+ * least every SCHEDULE_RECHECK_S, and the expiry sweep every --gc-period.
+ */
+static void *schedule_thread(void *arg)
+{
+	struct server *srv = arg;
+	long long sched_due = 0, gc_due = 0;
+
+	while (!atomic_load(&srv->stop)) {
+		long long wake;
+		bool changed;
+
+		pthread_mutex_lock(&srv->mu);
+		changed = srv->schedules_changed;
+		srv->schedules_changed = false;
+		pthread_mutex_unlock(&srv->mu);
+		if (changed || now_ms() >= sched_due)
+			sched_due = run_schedules(srv);
+		if (now_ms() >= gc_due) {
+			expire_backups(srv);
+			gc_due = now_ms() + srv->gc_period_s * 1000;
+		}
+		wake = sched_due < gc_due ? sched_due : gc_due;
+		pthread_mutex_lock(&srv->mu);
+		while (!srv->schedules_changed && !atomic_load(&srv->stop) && now_ms() < wake)
+			timed_wait(srv, wake - now_ms());
+		pthread_mutex_unlock(&srv->mu);
+	}
+	return NULL;
+}
+
 /* ---- signals ---------------------------------------------------------------------------- */
 
 struct sig_ctx {
@@ -939,6 +1250,7 @@ struct server_opts {
 	const char *data_listen;
 	const char *data_cert;
 	const char *data_key;
+	long long gc_period_s;
 };
 
 static int parse_number(double *out, const char *s, double min, double max)
@@ -1117,6 +1429,7 @@ static int parse_opts(struct server_opts *o, int argc, char **argv)
 		{ "bsl-sync-period", required_argument, NULL, 'p' },
 		{ "client-qps", required_argument, NULL, 'q' },
 		{ "client-burst", required_argument, NULL, 'b' },
+		{ "gc-period", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "agent-ca", required_argument, NULL, OPT_AGENT_CA },
 		{ "agent-cert", required_argument, NULL, OPT_AGENT_CERT },
@@ -1170,6 +1483,14 @@ static int parse_opts(struct server_opts *o, int argc, char **argv)
 			    o->bsl_period_s < 1) {
 				fprintf(stderr, "stasis server: --bsl-sync-period: want a duration "
 				                "of at least 1s, e.g. 60s\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'g':
+			if (st_backup_parse_duration(&o->gc_period_s, optarg) < 0 ||
+			    o->gc_period_s < 1) {
+				fprintf(stderr, "stasis server: --gc-period: want a duration of at "
+				                "least 1s, e.g. 1m\n");
 				return EXIT_USAGE;
 			}
 			break;
@@ -1243,11 +1564,14 @@ static int setup(struct server *srv, const struct server_opts *o, char *identity
 		st_log_err("stasis server: %s", st_err_text(&err));
 		goto out;
 	}
+	srv->gc_period_s = o->gc_period_s;
 	if ((rc = st_kube_gvr_set(&srv->backups, "stasis.io", "v1alpha1", "backups", "Backup",
 	                          true)) < 0 ||
 	    (rc = st_kube_gvr_set(&srv->bsls, "stasis.io", "v1alpha1", "backupstoragelocations",
 	                          "BackupStorageLocation", true)) < 0 ||
 	    (rc = st_kube_gvr_set(&srv->leases, "coordination.k8s.io", "v1", "leases", "Lease",
+	                          true)) < 0 ||
+	    (rc = st_kube_gvr_set(&srv->schedules, "stasis.io", "v1alpha1", "schedules", "Schedule",
 	                          true)) < 0)
 		goto out;
 	rc = 0;
@@ -1259,17 +1583,21 @@ out:
 /* Runs the threads while the Lease is held; returns when a stop was requested. */
 static void serve(struct server *srv)
 {
-	pthread_t lease, bw, bslw, worker;
+	pthread_t lease, bw, bslw, worker, sw, sched;
 
 	(void)pthread_create(&lease, NULL, lease_thread, srv);
 	(void)pthread_create(&bw, NULL, backup_watch_thread, srv);
 	(void)pthread_create(&bslw, NULL, bsl_thread, srv);
 	(void)pthread_create(&worker, NULL, worker_thread, srv);
+	(void)pthread_create(&sw, NULL, schedule_watch_thread, srv);
+	(void)pthread_create(&sched, NULL, schedule_thread, srv);
 	pthread_mutex_lock(&srv->mu);
 	while (!atomic_load(&srv->stop))
 		pthread_cond_wait(&srv->cv, &srv->mu);
 	pthread_mutex_unlock(&srv->mu);
 	(void)pthread_join(worker, NULL);
+	(void)pthread_join(sched, NULL);
+	(void)pthread_join(sw, NULL);
 	(void)pthread_join(bw, NULL);
 	(void)pthread_join(bslw, NULL);
 	(void)pthread_join(lease, NULL);
@@ -1288,6 +1616,7 @@ int st_server_main(int argc, char **argv)
 	o.ns = "stasis";
 	o.lease_name = "stasis-controller";
 	o.bsl_period_s = 60;
+	o.gc_period_s = 60;
 	if ((rc = parse_opts(&o, argc, argv)) >= 0)
 		return rc;
 	memset(&srv, 0, sizeof(srv));

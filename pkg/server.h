@@ -15,6 +15,12 @@
  *     Failed ("controller restarted while the backup was in progress"); ones
  *     annotated stasis.io/delete-requested="true" go to phase Deleting, their
  *     objects are removed from the storage location, then the Backup itself.
+ *   - Schedules: each is validated (phase Enabled or FailedValidation) and,
+ *     at every slot of its cron schedule, one Backup is created from its
+ *     template (pkg/schedule decides; one catch-up after downtime, never a
+ *     burst); status.lastBackup records the slot.
+ *   - Retention: every --gc-period, finished Backups past status.expiration
+ *     are annotated stasis.io/delete-requested="true" and deleted as above.
  * On SIGTERM the current backup is stopped between pages and marked Failed,
  * the Lease is released, and the process exits 0.
  */

@@ -1371,6 +1371,78 @@ out:
 	return rc;
 }
 
+/* ---- deletion --------------------------------------------------------------------------- */
+
+struct forget_ctx {
+	char prefix[300];
+	char (*ids)[2 * ST_REPO_ID_LEN + 1];
+	size_t n;
+};
+
+static int forget_match(const struct st_repo_snapshot *s, void *payload)
+{
+	struct forget_ctx *f = payload;
+
+	if (strncmp(s->tag, f->prefix, strlen(f->prefix)) != 0)
+		return 0;
+	f->ids = st_xrealloc(f->ids, (f->n + 1) * sizeof(*f->ids));
+	(void)snprintf(f->ids[f->n++], sizeof(f->ids[0]), "%s", s->id);
+	return 0;
+}
+
+int st_volumes_forget(struct st_store *repo_store, const char *repo_key_file, const char *backup,
+                      unsigned *forgotten_out, uint64_t *freed_out, struct st_err *err)
+{
+	struct st_repo_gc_report gc;
+	struct forget_ctx f;
+	struct st_repo *r = NULL;
+	struct st_buf key;
+	uint64_t size = 0;
+	size_t i;
+	int rc;
+
+	memset(&f, 0, sizeof(f));
+	if (forgotten_out != NULL)
+		*forgotten_out = 0;
+	if (freed_out != NULL)
+		*freed_out = 0;
+	if (repo_store == NULL)
+		return 0;
+	rc = st_store_head(repo_store, "config", &size, err);
+	if (rc == ST_ENOTFOUND) {
+		st_err_clear(err);
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	if ((rc = read_secret_file(&key, repo_key_file, "the repository key file", err)) < 0) {
+		wipe(&key);
+		return rc;
+	}
+	rc = st_repo_open(&r, repo_store, key.ptr, key.len, err);
+	wipe(&key);
+	if (rc < 0)
+		return rc;
+	(void)snprintf(f.prefix, sizeof(f.prefix), "%s/", backup);
+	if ((rc = st_repo_snapshot_foreach(r, forget_match, &f, err)) < 0)
+		goto out;
+	for (i = 0; i < f.n; i++)
+		if ((rc = st_repo_snapshot_delete(r, f.ids[i], err)) < 0)
+			goto out;
+	if (forgotten_out != NULL)
+		*forgotten_out = (unsigned)f.n;
+	memset(&gc, 0, sizeof(gc));
+	if (f.n > 0 && (rc = st_repo_gc(&gc, r, 0, false, err)) < 0)
+		goto out;
+	if (freed_out != NULL)
+		*freed_out = gc.bytes_freed;
+	rc = 0;
+out:
+	free(f.ids);
+	st_repo_free(r);
+	return rc;
+}
+
 /* ---- cleanup after a restart ------------------------------------------------------------ */
 
 struct cleanup_ctx {

@@ -115,6 +115,17 @@ int st_volumes_restore(struct st_volumes_restore_item *items, size_t n,
                        struct st_err *err) ST_WARN_UNUSED;
 
 /*
+ * After backup's objects are deleted: forgets the repository snapshots its
+ * volumes were stored in (tag "<backup>/<namespace>/<claim>") and collects
+ * the packs no other snapshot references (pkg/repo.h st_repo_gc, which waits
+ * for no running backup). A location without a repository is fine.
+ * *forgotten_out and *freed_out (may be NULL) count snapshots and bytes.
+ */
+int st_volumes_forget(struct st_store *repo_store, const char *repo_key_file, const char *backup,
+                      unsigned *forgotten_out, uint64_t *freed_out,
+                      struct st_err *err) ST_WARN_UNUSED;
+
+/*
  * Deletes the temporary objects (label stasis.io/temporary=true) of backup
  * name in every namespace: mover pods, their claims and Secrets, and the
  * VolumeSnapshots (a backup that did not finish keeps none). Used after a

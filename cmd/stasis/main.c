@@ -16,6 +16,7 @@
 #include "pkg/cli_backup.h"
 #include "pkg/cli_bsl.h"
 #include "pkg/cli_install.h"
+#include "pkg/cli_schedule.h"
 #include "pkg/cli_version.h"
 #include "pkg/server.h"
 #include "pkg/util/err.h"
@@ -70,6 +71,8 @@ static const struct command commands[] = {
 	  st_cli_backup_usage },
 	{ "backup-location", st_cli_bsl_main, "create and list backup storage locations",
 	  st_cli_bsl_usage },
+	{ "schedule", st_cli_schedule_main, "create, list, describe, pause and delete schedules",
+	  st_cli_schedule_usage },
 	{ "version", st_cli_version_main, "print the client and server versions",
 	  st_cli_version_usage },
 	{ "server", st_server_main, "run the controller", st_server_usage },
