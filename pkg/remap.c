@@ -101,7 +101,8 @@ static bool image_text(const char *s)
 {
 	size_t n = strlen(s);
 
-	if (n == 0 || n > ST_REMAP_IMAGE_MAX || s[0] == '/' || strstr(s, "//") != NULL)
+	if (n == 0 || n > ST_REMAP_IMAGE_MAX || s[0] == '/' || s[n - 1] == '/' ||
+	    strstr(s, "//") != NULL)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];

@@ -88,6 +88,8 @@ static void test_add_errors(void **state)
 	expect_add_error(ST_REMAP_IMAGE_REGISTRY, "reg io", "b", "must be an image reference");
 	expect_add_error(ST_REMAP_IMAGE_REGISTRY, "a//b", "b", "must be an image reference");
 	expect_add_error(ST_REMAP_IMAGE_REGISTRY, "/a", "b", "must be an image reference");
+	expect_add_error(ST_REMAP_IMAGE_REGISTRY, "a//", "b", "must be an image reference");
+	expect_add_error(ST_REMAP_IMAGE_REGISTRY, "a", "/", "\"/\" must be an image reference");
 	/* "dev" and "dev/" are the same prefix. */
 	expect_add_error(ST_REMAP_IMAGE_REGISTRY, "dev", "other", "\"dev\" is mapped twice");
 	/* Storage classes may use dots; namespaces never. */
