@@ -2,13 +2,16 @@
  * Fuzz target: remapping rules and an object. The input is three lines of
  * pairs text (image registries, storage classes, namespaces) and then a JSON
  * document, which is remapped, read as a Velero ConfigMap, and whose first
- * line is also mapped as an image reference.
+ * line is also mapped as an image reference. As /mutate/restore does, the
+ * difference between the object before and after is taken as a JSON Patch,
+ * which must turn the original into the remapped object.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pkg/jsonpatch.h"
 #include "pkg/remap.h"
 #include "pkg/util/json.h"
 #include "pkg/util/mem.h"
@@ -58,9 +61,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (st_json_parse(&obj, p, left, 1u << 20, "fuzz", NULL) == 0 &&
 	    json_object_is_type(obj, json_type_object)) {
+		struct json_object *before = NULL;
+		struct json_object *patch = NULL;
+
 		(void)!st_remap_add_velero_configmap(m, obj, NULL);
+		if (json_object_deep_copy(obj, &before, NULL) != 0)
+			__builtin_trap();
 		if (st_remap_object(m, obj, &changes, NULL) != 0)
 			__builtin_trap();
+		if (st_jsonpatch_diff(&patch, before, obj) == 0) {
+			/* No change, no operation; otherwise the patch reproduces the result. */
+			if ((changes == 0) != (json_object_array_length(patch) == 0))
+				__builtin_trap();
+			if (st_jsonpatch_apply(&before, patch, NULL) == 0 &&
+			    !json_object_equal(before, obj))
+				__builtin_trap();
+		}
+		json_object_put(patch);
+		json_object_put(before);
 	}
 	{
 		char *img = st_remap_image(m, first);
