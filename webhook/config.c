@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "pkg/labels.h"
+#include "pkg/util/buf.h"
 #include "pkg/util/caps.h"
 #include "pkg/util/json.h"
 #include "pkg/util/mem.h"
@@ -78,6 +79,8 @@ static void rule_dispose(struct st_webhook_rule *r)
 
 void st_webhook_config_dispose(struct st_webhook_config *cfg)
 {
+	st_remap_free(cfg->remap);
+	cfg->remap = NULL;
 	for (size_t i = 0; i < cfg->nrules; i++)
 		rule_dispose(&cfg->rules[i]);
 	free(cfg->rules);
@@ -211,6 +214,97 @@ int st_webhook_config_rules(struct st_webhook_config *cfg, struct json_object *r
 	return 0;
 }
 
+/* Adds every Velero ConfigMap of one file (documents, or items of a List). */
+static int restore_configmap_file(struct st_remap *m, const char *path, struct st_err *err)
+{
+	struct st_buf b = ST_BUF_INIT(ST_CAP_CONFIG);
+	struct json_object *docs = NULL;
+	size_t found = 0;
+	int rc = ST_EINTERNAL;
+
+	if ((rc = st_buf_read_file(&b, path, err)) < 0)
+		goto out;
+	if ((rc = st_yaml_parse_all(&docs, st_buf_cstr(&b), b.len, path, err)) < 0)
+		goto out;
+	for (size_t i = 0; i < json_object_array_length(docs); i++) {
+		struct json_object *d = json_object_array_get_idx(docs, i);
+		struct json_object *items = st_json_get_arr(d, "items");
+		const char *kind = st_json_get_str(d, "kind");
+		size_t n = kind != NULL && strcmp(kind, "List") == 0 && items != NULL
+		                   ? json_object_array_length(items)
+		                   : 0;
+
+		if (n == 0 && (rc = st_remap_add_velero_configmap(m, d, err)) >= 0)
+			found += (size_t)rc;
+		for (size_t j = 0; j < n && rc >= 0; j++)
+			if ((rc = st_remap_add_velero_configmap(
+			             m, json_object_array_get_idx(items, j), err)) >= 0)
+				found += (size_t)rc;
+		if (rc < 0) {
+			st_err_prefix(err, "%s", path);
+			goto out;
+		}
+	}
+	if (found == 0) {
+		rc = st_err_set(err, ST_EINVAL,
+		                "%s holds no ConfigMap labelled velero.io/change-storage-class or "
+		                "velero.io/change-image-name with the value RestoreItemAction",
+		                path);
+		goto out;
+	}
+	rc = 0;
+out:
+	json_object_put(docs);
+	st_buf_dispose(&b);
+	return rc;
+}
+
+int st_webhook_config_restore(struct st_webhook_config *cfg, struct json_object *restore,
+                              const char *what, struct st_err *err)
+{
+	struct json_object *v;
+	int rc;
+
+	if (restore == NULL)
+		return 0;
+	if (!json_object_is_type(restore, json_type_object))
+		return st_err_set(err, ST_EINVAL, "%s: restore must be a mapping", what);
+	json_object_object_foreach(restore, k, val)
+	{
+		(void)val;
+		if (strcmp(k, "storageClassMappings") != 0 &&
+		    strcmp(k, "imageRegistryMappings") != 0 && strcmp(k, "configMaps") != 0)
+			return st_err_set(err, ST_EINVAL,
+			                  "%s: unknown key \"restore.%s\" (known: "
+			                  "restore.storageClassMappings, "
+			                  "restore.imageRegistryMappings, restore.configMaps)",
+			                  what, k);
+	}
+	if (cfg->remap == NULL && (rc = st_remap_new(&cfg->remap, err)) < 0)
+		return rc;
+	if ((v = st_json_get(restore, "storageClassMappings")) != NULL &&
+	    (rc = st_remap_add_map(cfg->remap, ST_REMAP_STORAGE_CLASS, v, err)) < 0)
+		goto fail;
+	if ((v = st_json_get(restore, "imageRegistryMappings")) != NULL &&
+	    (rc = st_remap_add_map(cfg->remap, ST_REMAP_IMAGE_REGISTRY, v, err)) < 0)
+		goto fail;
+	if ((v = st_json_get(restore, "configMaps")) != NULL) {
+		char **files = NULL;
+
+		if ((rc = strv_from(&files, v, "restore.configMaps", err)) < 0)
+			goto fail;
+		for (size_t i = 0; files != NULL && files[i] != NULL && rc == 0; i++)
+			rc = restore_configmap_file(cfg->remap, files[i], err);
+		free_strv(files);
+		if (rc < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	st_err_prefix(err, "%s: restore", what);
+	return rc;
+}
+
 int st_webhook_config_validate(const struct st_webhook_config *cfg, struct st_err *err)
 {
 	static const char *const policies[] = { "Always", "IfNotPresent", "Never" };
@@ -241,7 +335,7 @@ int st_webhook_config_validate(const struct st_webhook_config *cfg, struct st_er
 
 int st_webhook_config_load(struct st_webhook_config *cfg, const char *path, struct st_err *err)
 {
-	static const char *const handled[] = { "rules", NULL };
+	static const char *const handled[] = { "rules", "restore", NULL };
 	struct json_object *root = NULL;
 	int rc = ST_EINTERNAL;
 
@@ -253,6 +347,9 @@ int st_webhook_config_load(struct st_webhook_config *cfg, const char *path, stru
 		                               err)) < 0)
 			goto out;
 		if ((rc = st_webhook_config_rules(cfg, st_json_get(root, "rules"), path, err)) < 0)
+			goto out;
+		if ((rc = st_webhook_config_restore(cfg, st_json_get(root, "restore"), path, err)) <
+		    0)
 			goto out;
 	}
 	if ((rc = st_config_apply_env(cfg, st_webhook_config_table, st_webhook_config_table_len,

@@ -6,6 +6,9 @@
  * whether to freeze them, which volumes, and with which timeout; the first
  * matching rule wins. A pod's own stasis.io/freeze annotation overrides every
  * rule. The loaded config is immutable and shared by all request threads.
+ *
+ * The `restore` section holds the storage-class and image-registry rules of
+ * /mutate/restore: maps in the file and Velero-format ConfigMap files.
  */
 #ifndef ST_WEBHOOK_CONFIG_H
 #define ST_WEBHOOK_CONFIG_H
@@ -16,6 +19,7 @@
 #include <json-c/json.h>
 
 #include "pkg/config.h"
+#include "pkg/remap.h"
 #include "pkg/util/err.h"
 
 struct st_webhook_rule {
@@ -50,6 +54,7 @@ struct st_webhook_config {
 	char *agent_tls_secret;
 	struct st_webhook_rule *rules;
 	size_t nrules;
+	struct st_remap *remap; /* /mutate/restore rules; NULL: none configured */
 };
 
 extern const struct st_cfg_entry st_webhook_config_table[];
@@ -63,6 +68,16 @@ int st_webhook_config_load(struct st_webhook_config *cfg, const char *path,
 /* Parses the `rules` list of a loaded document (exposed for tests and fuzzing). */
 int st_webhook_config_rules(struct st_webhook_config *cfg, struct json_object *rules,
                             const char *what, struct st_err *err) ST_WARN_UNUSED;
+/*
+ * Parses the `restore` section of a loaded document (exposed for tests and
+ * fuzzing): storageClassMappings and imageRegistryMappings (maps of old to
+ * new) and configMaps (a list of files, each holding Velero change-storage-
+ * class or change-image-name ConfigMaps, or a List of them). Namespaces are
+ * never remapped by the webhook. Files are read now, at most ST_CAP_CONFIG
+ * bytes each.
+ */
+int st_webhook_config_restore(struct st_webhook_config *cfg, struct json_object *restore,
+                              const char *what, struct st_err *err) ST_WARN_UNUSED;
 /* Checks cross-field constraints after every override was applied. */
 int st_webhook_config_validate(const struct st_webhook_config *cfg,
                                struct st_err *err) ST_WARN_UNUSED;

@@ -9,6 +9,7 @@
 #include "pkg/util/log.h"
 #include "pkg/util/mem.h"
 #include "webhook/inject.h"
+#include "webhook/mutate_restore.h"
 #include "webhook/review.h"
 
 static struct st_log_ratelimit bad_request_rl = ST_LOG_RATELIMIT_INIT(5);
@@ -25,6 +26,9 @@ void st_webhook_init(struct st_webhook *wh, const struct st_webhook_config *cfg)
 	                   NULL, 0);
 	st_metrics_declare(wh->metrics, "stasis_webhook_injections_total",
 	                   "Pod admission decisions by result.", ST_METRIC_COUNTER, NULL, 0);
+	st_metrics_declare(wh->metrics, "stasis_webhook_restore_remaps_total",
+	                   "Restore admission decisions (/mutate/restore) by result.",
+	                   ST_METRIC_COUNTER, NULL, 0);
 }
 
 void st_webhook_dispose(struct st_webhook *wh)
@@ -36,8 +40,8 @@ void st_webhook_dispose(struct st_webhook *wh)
 /* Paths we serve keep their name in metrics; anything else is "other" (bounded labels). */
 static const char *path_label(const char *path)
 {
-	static const char *const known[] = { "/mutate/pods", "/healthz", "/readyz", "/metrics",
-		                             NULL };
+	static const char *const known[] = { "/mutate/pods", "/mutate/restore", "/healthz",
+		                             "/readyz",      "/metrics",        NULL };
 
 	for (size_t i = 0; known[i] != NULL; i++)
 		if (strcmp(path, known[i]) == 0)
@@ -89,26 +93,90 @@ static bool is_json(const char *ctype)
 	       (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
 }
 
+/*
+ * Checks method and type and decodes the review; returns 0 with ar filled, or
+ * 1 when resp already holds the error answer.
+ */
+static int decode_review(struct st_admission_request *ar, struct st_httpd_response *resp,
+                         const struct st_webhook *wh, const struct st_httpd_request *req)
+{
+	struct st_err err = ST_ERR_INIT;
+
+	if (strcmp(req->method, "POST") != 0) {
+		(void)reply_error(resp, 405, "use POST with an AdmissionReview body");
+		return 1;
+	}
+	if (!is_json(req->content_type)) {
+		(void)reply_error(resp, 415, "Content-Type must be application/json");
+		return 1;
+	}
+	if (st_admission_decode(ar, req->body, req->body_len, (size_t)wh->cfg->max_body, &err) <
+	    0) {
+		if (st_log_ratelimited(&bad_request_rl))
+			st_log_warn("bad review from %s: %s", req->peer, st_err_text(&err));
+		(void)reply_error(resp, 400, st_err_text(&err));
+		return 1;
+	}
+	return 0;
+}
+
+/* Encodes the answer into resp and releases the request and result. */
+static int answer(struct st_httpd_response *resp, struct st_admission_request *ar,
+                  struct st_admission_result *res)
+{
+	int rc = st_admission_encode(&resp->body, &resp->body_len, ar, res);
+
+	st_admission_result_dispose(res);
+	st_admission_request_dispose(ar);
+	if (rc < 0)
+		return rc;
+	resp->status = 200;
+	resp->content_type = "application/json";
+	return 0;
+}
+
+static int mutate_restore(struct st_httpd_response *resp, struct st_webhook *wh,
+                          const struct st_httpd_request *req)
+{
+	struct st_admission_request ar;
+	struct st_admission_result res;
+	enum st_restore_outcome outcome = ST_RESTORE_NOT_APPLICABLE;
+	unsigned changes = 0;
+	char labels[64];
+	int rc;
+
+	if (decode_review(&ar, resp, wh, req) != 0)
+		return 0;
+	st_admission_result_init(&res);
+	rc = st_mutate_restore(&res, &outcome, &changes, wh->cfg, &ar);
+	if (rc < 0) {
+		st_log_err_fr(rc, "building the restore patch for %s %s/%s", ar.resource,
+		              ar.namespace_name, ar.name);
+		st_admission_result_dispose(&res);
+		st_admission_request_dispose(&ar);
+		st_metrics_add(wh->metrics, "stasis_webhook_restore_remaps_total",
+		               "result=\"error\"", 1);
+		return reply_error(resp, 500, "cannot build the patch");
+	}
+	(void)snprintf(labels, sizeof(labels), "result=\"%s\"", st_restore_outcome_name(outcome));
+	st_metrics_add(wh->metrics, "stasis_webhook_restore_remaps_total", labels, 1);
+	if (outcome == ST_RESTORE_REMAPPED)
+		st_log_debug("remapped %u fields of restored %s %s/%s%s", changes, ar.resource,
+		             ar.namespace_name, ar.name, ar.dry_run ? " (dry run)" : "");
+	return answer(resp, &ar, &res);
+}
+
 static int mutate_pods(struct st_httpd_response *resp, struct st_webhook *wh,
                        const struct st_httpd_request *req)
 {
 	struct st_admission_request ar;
 	struct st_admission_result res;
-	struct st_err err = ST_ERR_INIT;
 	enum st_inject_outcome outcome = ST_INJECT_NOT_APPLICABLE;
 	char labels[64];
 	int rc;
 
-	if (strcmp(req->method, "POST") != 0)
-		return reply_error(resp, 405, "use POST with an AdmissionReview body");
-	if (!is_json(req->content_type))
-		return reply_error(resp, 415, "Content-Type must be application/json");
-	if (st_admission_decode(&ar, req->body, req->body_len, (size_t)wh->cfg->max_body, &err) <
-	    0) {
-		if (st_log_ratelimited(&bad_request_rl))
-			st_log_warn("bad review from %s: %s", req->peer, st_err_text(&err));
-		return reply_error(resp, 400, st_err_text(&err));
-	}
+	if (decode_review(&ar, resp, wh, req) != 0)
+		return 0;
 	st_admission_result_init(&res);
 	rc = st_inject_pod(&res, &outcome, wh->cfg, &ar);
 	if (rc < 0) {
@@ -124,14 +192,7 @@ static int mutate_pods(struct st_httpd_response *resp, struct st_webhook *wh,
 	if (outcome == ST_INJECT_INJECTED)
 		st_log_debug("injected %s into pod %s/%s%s", ST_FREEZER_NAME, ar.namespace_name,
 		             ar.name, ar.dry_run ? " (dry run)" : "");
-	rc = st_admission_encode(&resp->body, &resp->body_len, &ar, &res);
-	st_admission_result_dispose(&res);
-	st_admission_request_dispose(&ar);
-	if (rc < 0)
-		return rc;
-	resp->status = 200;
-	resp->content_type = "application/json";
-	return 0;
+	return answer(resp, &ar, &res);
 }
 
 int st_webhook_handle(struct st_httpd_response *resp, const struct st_httpd_request *req,
@@ -141,6 +202,8 @@ int st_webhook_handle(struct st_httpd_response *resp, const struct st_httpd_requ
 
 	if (strcmp(req->path, "/mutate/pods") == 0)
 		return mutate_pods(resp, wh, req);
+	if (strcmp(req->path, "/mutate/restore") == 0)
+		return mutate_restore(resp, wh, req);
 	if (strcmp(req->path, "/healthz") == 0)
 		return reply(resp, 200, "text/plain", "ok\n");
 	if (strcmp(req->path, "/readyz") == 0)
@@ -159,6 +222,6 @@ int st_webhook_handle(struct st_httpd_response *resp, const struct st_httpd_requ
 		return 0;
 	}
 	return reply_error(resp, 404,
-	                   "no such path; this server answers /mutate/pods, /healthz, "
-	                   "/readyz and /metrics");
+	                   "no such path; this server answers /mutate/pods, /mutate/restore, "
+	                   "/healthz, /readyz and /metrics");
 }

@@ -1,6 +1,7 @@
 /*
- * The admission server's request handling: routes /mutate/pods, /healthz,
- * /readyz and /metrics, counts requests and injections, and turns decode
+ * The admission server's request handling: routes /mutate/pods,
+ * /mutate/restore, /healthz, /readyz and /metrics, counts requests,
+ * injections and restore remaps, and turns decode
  * failures into 400 answers with the reason. Handlers never fail the pod
  * because of the webhook's own trouble: an internal error is a 500, which the
  * API server treats according to the webhook's failurePolicy.

@@ -29,7 +29,9 @@ static void usage(FILE *f)
 	                 "\n"
 	                 "Mutating admission webhook: injects the stasis-freezer container and\n"
 	                 "Velero backup hook annotations into pods selected for crash-consistent\n"
-	                 "backups. Serves HTTPS only: /mutate/pods, /healthz, /readyz, /metrics.\n"
+	                 "backups, and remaps storage classes and image registries of objects\n"
+	                 "created by a restore. Serves HTTPS only: /mutate/pods, /mutate/restore,\n"
+	                 "/healthz, /readyz, /metrics.\n"
 	                 "\n"
 	                 "Options:\n"
 	                 "  -c, --config FILE     YAML configuration (see docs/configuration.md)\n"
@@ -132,8 +134,11 @@ static int serve(const struct st_webhook_config *cfg)
 		return 1;
 	}
 	atomic_store(&wh.ready, true);
-	st_log_info("stasis-webhook %s serving https://%s:%u (%zu rules, image %s)", STASIS_VERSION,
-	            host, st_httpd_port(h), cfg->nrules, cfg->image);
+	st_log_info("stasis-webhook %s serving https://%s:%u (%zu rules, image %s, %zu+%zu restore "
+	            "mappings)",
+	            STASIS_VERSION, host, st_httpd_port(h), cfg->nrules, cfg->image,
+	            st_remap_count(cfg->remap, ST_REMAP_STORAGE_CLASS),
+	            st_remap_count(cfg->remap, ST_REMAP_IMAGE_REGISTRY));
 	/*
 	 * Wait for a stop signal; every 10 s hand the pages that requests freed
 	 * back to the kernel, so RSS under load stays near the working set.
@@ -269,6 +274,9 @@ int main(int argc, char **argv)
 		                    st_webhook_config_table_len) == 0)
 			fputs(st_buf_cstr(&b), stdout);
 		printf("rules: %zu\n", cfg.nrules);
+		printf("restore: %zu storage class and %zu image registry mappings\n",
+		       st_remap_count(cfg.remap, ST_REMAP_STORAGE_CLASS),
+		       st_remap_count(cfg.remap, ST_REMAP_IMAGE_REGISTRY));
 		st_buf_dispose(&b);
 		rc = 0;
 		goto out;
