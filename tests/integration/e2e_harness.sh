@@ -223,6 +223,14 @@ sleep 0.5
 ct=$(wait_jp test vs s2 .status.creationTime '.+' 10) || fail "s2 not cut"
 ct_ns=$(($(date -d "$ct" +%s%N)))
 [ $((ct_ns - t0)) -ge 300000000 ] || fail "cut-delay-ms 300 not honoured ($(((ct_ns - t0) / 1000000)) ms)"
+snap_ns() { # NS/VS FIELD: an exact int64 from snapshots.json (jq would round it to a double)
+	$PY -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])' \
+		"$work/root/snapshots.json" "$1" "$2"
+}
+ev_ns=$(snap_ns test/s2 eventNs)
+cut_ns=$(snap_ns test/s2 cutNs)
+[ "$cut_ns" = "$ct_ns" ] || fail "snapshots.json cutNs $cut_ns is not the creationTime $ct_ns"
+[ $((cut_ns - ev_ns)) -ge 300000000 ] || fail "harness cut s2 $(((cut_ns - ev_ns) / 1000000)) ms after its event"
 wait_jp test pvc r2 .status.phase Bound 20 >/dev/null || fail "r2 not bound after ready"
 [ "$(k -n test get vs s2 -o jsonpath='{.status.readyToUse}')" = true ] || fail "r2 bound before ready"
 [ "$(cat "$(hpath test r2)/index.html")" = 'hello world 003' ] || fail "r2 content"
