@@ -21,6 +21,7 @@ from kclient import APIStatusError, Client  # noqa: E402
 GROUPS = {
     "pods": ("", "v1"), "persistentvolumeclaims": ("", "v1"),
     "persistentvolumes": ("", "v1"), "secrets": ("", "v1"), "configmaps": ("", "v1"),
+    "nodes": ("", "v1"),
     "storageclasses": ("storage.k8s.io", "v1"),
     "deployments": ("apps", "v1"), "statefulsets": ("apps", "v1"),
     "volumesnapshots": ("snapshot.storage.k8s.io", "v1"),

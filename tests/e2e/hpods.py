@@ -183,7 +183,22 @@ class Pods:
             return
         p.started = True
         p.start_time = now_rfc3339()
+        self._bind_node(p)
         self._advance(p)
+
+    def _bind_node(self, p):
+        """spec.nodeName, as the scheduler's binding would set it."""
+        node = self.h.args.node_name
+        if (p.obj.get("spec") or {}).get("nodeName") not in (None, "", node):
+            self.log("pod %s: spec.nodeName %s is not %s; run here anyway" % (
+                p.key, p.obj["spec"]["nodeName"], node))
+            return
+        if not (p.obj.get("spec") or {}).get("nodeName"):
+            try:
+                self.kube.patch(self.kube.rpath("pods", p.ns, p.name),
+                                {"spec": {"nodeName": node}})
+            except Exception as e:
+                self.log("pod %s: binding to node %s failed: %s" % (p.key, node, e))
 
     def _claims_of(self, p):
         out = []
@@ -373,7 +388,7 @@ class Pods:
         md = p.obj["metadata"]
         simple = {"metadata.name": md["name"], "metadata.namespace": md["namespace"],
                   "metadata.uid": md["uid"], "status.podIP": p.ip or "",
-                  "status.hostIP": "127.0.0.1", "spec.nodeName": "harness",
+                  "status.hostIP": "127.0.0.1", "spec.nodeName": self.h.args.node_name,
                   "spec.serviceAccountName": (p.obj.get("spec") or {}).get(
                       "serviceAccountName", "default")}
         if path in simple:

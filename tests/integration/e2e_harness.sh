@@ -141,6 +141,9 @@ wait_jp test pod nginx .status.phase Running 20 >/dev/null || fail "nginx not Ru
 	fail "nginx IP is not $pod_ip_1"
 [ "$(k -n test get pod nginx -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ] ||
 	fail "nginx not Ready"
+[ "$(k -n test get pod nginx -o jsonpath='{.spec.nodeName}')" = harness ] || fail "nginx not bound to node harness"
+[ "$(k get node harness -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ] ||
+	fail "node harness not Ready"
 
 echo "== a snapshot holds what was written before the cut, not after"
 web=$(hpath test web) || fail "path of web"
