@@ -20,6 +20,7 @@ from hhost import HostError, mounts_under
 from hvolumes import MountError
 
 RUN_BINARIES = ("stasis-agent", "stasis")
+RUN_ANN = "stasis.test/run"   # pod annotation: more containers to run ("a,b")
 STATE_DIR = "/run/stasis"
 PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
             "STASIS_LOG_LEVEL")
@@ -48,7 +49,7 @@ def expand(text, env):
 
 
 class Container:
-    def __init__(self, spec, init, pod):
+    def __init__(self, spec, init, run_names):
         self.spec = spec
         self.name = spec["name"]
         self.init = init
@@ -58,7 +59,9 @@ class Container:
         if not cmd and os.path.basename(image.split("@")[0].split(":")[0]) in RUN_BINARIES:
             cmd = [os.path.basename(image.split("@")[0].split(":")[0])]
         self.binary = os.path.basename(cmd[0]) if cmd else None
-        self.run = self.binary in RUN_BINARIES
+        # stasis binaries always run; other containers when the pod's annotation names
+        # them and they have a command (an image's entrypoint is not known here).
+        self.run = self.binary in RUN_BINARIES or (self.name in run_names and bool(cmd))
         self.cmd = cmd
         self.ports = [p["containerPort"] for p in spec.get("ports") or []
                       if (p.get("protocol") or "TCP") == "TCP" and p.get("containerPort")]
@@ -77,6 +80,8 @@ class Container:
         self.argv = []
         self.mounts = {}             # mountPath -> host path (inside self.root)
         self.restart_timer = None
+        self.cwd = None
+        self.uid = self.gid = None   # securityContext runAsUser/runAsGroup
 
     def status(self, pod):
         image = self.spec.get("image") or ""
@@ -105,8 +110,10 @@ class Pod:
         self.obj = obj
         spec = obj.get("spec") or {}
         self.policy = spec.get("restartPolicy") or "Always"
-        self.inits = [Container(c, True, self) for c in spec.get("initContainers") or []]
-        self.mains = [Container(c, False, self) for c in spec.get("containers") or []]
+        ann = (md.get("annotations") or {}).get(RUN_ANN, "")
+        run = {n.strip() for n in ann.split(",") if n.strip()}
+        self.inits = [Container(c, True, run) for c in spec.get("initContainers") or []]
+        self.mains = [Container(c, False, run) for c in spec.get("containers") or []]
         self.ip = None
         self.phase = "Pending"
         self.waiting = None          # NotReady while it cannot start
@@ -462,9 +469,29 @@ class Pods:
             host_env[k] = self.rewrite(c, v, p.ip)
         host_env.setdefault("STASIS_STATE_DIR", c.root + STATE_DIR)
         args = [expand(a, env) for a in c.cmd[1:] + list(c.spec.get("args") or [])]
-        c.argv = [os.path.join(self.h.args.bin_dir, c.binary)] + [
-            self.rewrite(c, a, p.ip) for a in args]
+        c.argv = [self._binary(c, host_env)] + [self.rewrite(c, a, p.ip) for a in args]
         c.env = host_env
+        wd = c.spec.get("workingDir")
+        c.cwd = self.rewrite(c, wd, p.ip) if wd else c.root
+        if c.cwd == wd:
+            c.cwd = c.root + wd       # a working directory is always inside the root
+            os.makedirs(c.cwd, exist_ok=True)
+        sc = dict((p.obj.get("spec") or {}).get("securityContext") or {})
+        sc.update(c.spec.get("securityContext") or {})
+        c.uid, c.gid = sc.get("runAsUser"), sc.get("runAsGroup")
+
+    def _binary(self, c, env):
+        """The host program of a container's command[0]."""
+        if c.binary in RUN_BINARIES:
+            return os.path.join(self.h.args.bin_dir, c.binary)
+        first = c.cmd[0]
+        inside = self._rewrite_one(c, first)
+        if inside != first or (os.path.isabs(first) and os.access(first, os.X_OK)):
+            return inside
+        found = shutil.which(os.path.basename(first), path=env.get("PATH", os.defpath))
+        if found is None:
+            raise NotReady("StartError", "%s is not installed on this host" % first)
+        return found
 
     # -------------------------------------------------------------- processes
     def _launch(self, p, c):
@@ -473,12 +500,16 @@ class Pods:
                 self._prepare(p, c)
             logf = os.open(c.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                c.proc = subprocess.Popen(c.argv, env=c.env, cwd=c.root,
+                ids = {}
+                if c.uid is not None:
+                    ids = {"user": c.uid, "group": c.gid if c.gid is not None else c.uid,
+                           "extra_groups": []}
+                c.proc = subprocess.Popen(c.argv, env=c.env, cwd=c.cwd,
                                           stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                          start_new_session=True)
+                                          start_new_session=True, **ids)
             finally:
                 os.close(logf)
-        except (OSError, NotReady) as e:
+        except (OSError, NotReady, subprocess.SubprocessError) as e:
             c.state, c.reason = "terminated", "StartError"
             c.exit_code, c.final = 128, True
             c.started_at = c.finished_at = now_rfc3339()

@@ -7,7 +7,9 @@
 # written after; a restore waits for readyToUse; a pod running `stasis-agent
 # serve --listen 0.0.0.0` answers HTTPS on its pod IP (certificates from
 # --agent-certs) and freezes its claim's filesystem; restartPolicy Never pods
-# end Succeeded or Failed with exit codes and logs; the class knobs error,
+# end Succeeded or Failed with exit codes and logs; a container named in the
+# stasis.test/run annotation serves the claim on its pod IP as runAsUser;
+# the class knobs error,
 # never-cut and cut-delay; a read-write mount refused while the claim is
 # mounted read-only is written into the pod's status; Deployments and
 # StatefulSets get pods and template claims; a namespace deleted and
@@ -329,6 +331,35 @@ apid=$(jq -r '.["test/agent"].containers["stasis-freezer"].pid' "$work/root/pods
 kill -0 "$apid" || fail "restarted agent pid $apid is not running"
 acurl "https://stasis-agent:$port/v1/status" | jq -e '.frozen == false' >/dev/null ||
 	fail "restarted agent does not answer"
+
+echo "== a container named in stasis.test/run runs its host command (as runAsUser)"
+wport=$(free_port)
+k apply -f - >/dev/null <<EOF || fail "pod static"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: static
+  namespace: test
+  annotations: {stasis.test/run: web}
+spec:
+  securityContext: {runAsUser: 65534, runAsGroup: 65534}
+  containers:
+  - name: web
+    image: python:3
+    command: [/usr/bin/python3, -m, http.server, --bind, 0.0.0.0, "$wport", --directory, /srv]
+    ports: [{containerPort: $wport}]
+    volumeMounts: [{name: html, mountPath: /srv, readOnly: true}]
+  volumes:
+  - {name: html, persistentVolumeClaim: {claimName: web}}
+EOF
+wait_jp test pod static '.status.conditions[?(@.type=="Ready")].status' True 30 >/dev/null ||
+	fail "static pod not Ready"
+sip=$(k -n test get pod static -o jsonpath='{.status.podIP}')
+[ "$(curl -sS "http://$sip:$wport/index.html")" = "$(cat "$web/index.html")" ] ||
+	fail "the static pod does not serve the claim's index.html on $sip:$wport"
+spid=$(jq -r '.["test/static"].containers.web.pid' "$work/root/pods.json")
+grep -q '^Uid:[[:space:]]*65534[[:space:]]' "/proc/$spid/status" || fail "web does not run as 65534"
+k -n test delete pod static >/dev/null
 
 echo "== restartPolicy Never pods: Succeeded and Failed with exit codes and logs"
 k apply -f - >/dev/null <<'EOF' || fail "job pods"
