@@ -80,7 +80,7 @@ class Harness:
     # ------------------------------------------------------------------ serve
     def start(self):
         os.makedirs(self.root, exist_ok=True)
-        for d in ("logs", "pods", "volumes"):
+        for d in ("logs", "pods", "volumes", "c"):
             os.makedirs(os.path.join(self.root, d), exist_ok=True)
         self.host.create_pool(self.args.pool_size)
         self.kube = Kube.from_kubeconfig(self.kubeconfig)
@@ -210,7 +210,7 @@ class Harness:
         if self.pods is not None:
             self.pods.shutdown()
         self.host.cleanup()
-        for d in ("pods", "volumes"):
+        for d in ("pods", "volumes", "c"):
             p = os.path.join(self.root, d)
             if os.path.isdir(p) and not [m for m in open("/proc/self/mounts")
                                          if (" " + p + "/") in m]:

@@ -290,9 +290,9 @@ class Pods:
                 self.log("pod %s: volume %s: only persistentVolumeClaim, secret, configMap "
                          "and emptyDir are served; it is an empty directory" % (p.key, name))
             p.volumes[name] = d
-        for c in p.containers():
+        for i, c in enumerate(p.containers()):
             if c.run:
-                self._container_root(p, c)
+                self._container_root(p, c, i)
 
     def _read_only_volumes(self, p):
         """Volumes that every volumeMount of every container mounts read-only."""
@@ -343,10 +343,16 @@ class Pods:
         bin_data = obj.get("binaryData") or {}
         self._write_files(d, bin_data, cm.get("items"), mode, True)
 
-    def _container_root(self, p, c):
-        """The container's view: bind mounts of its volumes under ROOT/<mountPath>."""
-        c.root = os.path.join(p.dir, "containers", c.name, "root")
+    def _container_root(self, p, c, index):
+        """The container's view: bind mounts of its volumes under ROOT/<mountPath>. The
+        path is short (ROOT/c/<pod uid8>.<index>): an agent's Unix socket in
+        run/stasis below it must fit in sun_path (108 bytes)."""
+        c.root = os.path.join(self.h.root, "c", "%s.%d" % (p.uid[:8], index))
         os.makedirs(c.root, exist_ok=True)
+        sock = c.root + STATE_DIR + "/agent.sock"
+        if len(sock.encode()) > 107:
+            self.log("warning: pod %s: container %s: %s is longer than a Unix socket path may "
+                     "be; use a shorter --root" % (p.key, c.name, sock))
         mounts = sorted(c.spec.get("volumeMounts") or [], key=lambda m: m["mountPath"].count("/"))
         ro_claims = {v["name"] for v in (p.obj.get("spec") or {}).get("volumes") or []
                      if (v.get("persistentVolumeClaim") or {}).get("readOnly")}
@@ -735,13 +741,15 @@ class Pods:
         self._stop_processes(p, finish)
 
     def _teardown_mounts(self, p):
-        if p.dir:
-            self.h.host.unmount_tree(p.dir)
+        dirs = [c.root for c in p.containers() if c.root] + ([p.dir] if p.dir else [])
+        for d in dirs:
+            self.h.host.unmount_tree(d)
         for vol in p.claims:
             self.h.volumes.release(vol, p.key)
         p.claims = []
-        if p.dir and not mounts_under(p.dir):   # never remove through a live mount
-            shutil.rmtree(p.dir, ignore_errors=True)
+        for d in dirs:
+            if not mounts_under(d):         # never remove through a live mount
+                shutil.rmtree(d, ignore_errors=True)
         if p.error and p.ip and self.ips.get(p.ip) == p.key:
             del self.ips[p.ip]
             p.ip = None

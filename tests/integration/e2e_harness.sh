@@ -318,6 +318,8 @@ acurl -X POST "https://stasis-agent:$port/v1/thaw" | grep -q '"thawed":true' || 
 is_frozen "$web" && fail "still frozen after thaw"
 apid=$(jq -r '.["test/agent"].containers["stasis-freezer"].pid' "$work/root/pods.json")
 kill -0 "$apid" || fail "agent pid $apid from pods.json is not running"
+aroot=$(jq -r '.["test/agent"].containers["stasis-freezer"].root' "$work/root/pods.json")
+[ -S "$aroot/run/stasis/agent.sock" ] || fail "no agent socket in $aroot/run/stasis"
 
 echo "== a killed agent is restarted (restartPolicy Always)"
 kill -KILL "$apid"
@@ -429,6 +431,8 @@ while kill -0 "$apid" 2>/dev/null && [ $i -lt 100 ]; do
 done
 kill -0 "$apid" 2>/dev/null && fail "agent process survived its pod"
 sleep 0.5
+grep -q " $aroot/" /proc/mounts && fail "agent container mounts left under $aroot"
+[ -e "$aroot" ] && fail "agent container root $aroot left"
 grep -q "$work/root/pods/test/agent" /proc/mounts && fail "agent pod mounts left"
 
 echo "== deleting a claim deletes its PV and image (after its pods)"
