@@ -80,11 +80,12 @@ class Harness:
     # ------------------------------------------------------------------ serve
     def start(self):
         os.makedirs(self.root, exist_ok=True)
-        for d in ("logs", "pods", "volumes"):
+        for d in ("logs", "pods", "volumes", "c"):
             os.makedirs(os.path.join(self.root, d), exist_ok=True)
         self.host.create_pool(self.args.pool_size)
         self.kube = Kube.from_kubeconfig(self.kubeconfig)
         self.kube.get("/version")
+        self._ensure_node()
         self.volumes = Volumes(self)
         self.pods = Pods(self)
         self.workloads = Workloads(self)
@@ -128,6 +129,20 @@ class Harness:
         self.main.call(lambda: None)
         self.snapw.call(lambda: None)
         self.save_state()
+
+    def _ensure_node(self):
+        """The one Node pods are bound to (created when missing, marked Ready)."""
+        name = self.args.node_name
+        if self.kube.get_or_none("nodes", None, name) is None:
+            self.kube.create(self.kube.rpath("nodes"), {
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name,
+                                                      "kubernetes.io/os": "linux"}}})
+        self.kube.patch_status("nodes", None, name, {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                          {"type": "Hostname", "address": name}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "stasis end-to-end harness"}]})
 
     def _on_pod(self, typ, obj, old):
         self.pods.on_pod(typ, obj, old)
@@ -195,7 +210,7 @@ class Harness:
         if self.pods is not None:
             self.pods.shutdown()
         self.host.cleanup()
-        for d in ("pods", "volumes"):
+        for d in ("pods", "volumes", "c"):
             p = os.path.join(self.root, d)
             if os.path.isdir(p) and not [m for m in open("/proc/self/mounts")
                                          if (" " + p + "/") in m]:
@@ -313,6 +328,8 @@ def main():
                     help="Secret name --agent-certs stands in for (default stasis-agent-tls)")
     ap.add_argument("--strict-storage-classes", action="store_true",
                     help="claims naming a StorageClass that does not exist stay Pending")
+    ap.add_argument("--node-name", default="harness",
+                    help="the Node pods are bound to (spec.nodeName; created if missing)")
     ap.add_argument("--no-workloads", action="store_true",
                     help="do not create pods (and claims) for Deployments and StatefulSets")
     ap.add_argument("--pass-env", action="append", metavar="NAME",

@@ -203,7 +203,8 @@ class Host:
         try:
             run(["losetup", "-d", dev], "detaching " + dev)
         except HostError as e:
-            self.log("warning: %s" % e)
+            if "No such device" not in str(e):  # already gone (autoclear)
+                self.log("warning: %s" % e)
         with self.lock:
             self.loops.discard(dev)
 
@@ -266,15 +267,14 @@ class Host:
             subprocess.run(["fsfreeze", "-u", m], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
             self.unmount(m)
-        for dev in sorted(self.loops - {self.pool_loop}) + loops_backed_under(self.pool):
-            if dev != self.pool_loop:
-                self.detach(dev)
+        for dev in sorted((self.loops | set(loops_backed_under(self.pool))) - {self.pool_loop}):
+            self.detach(dev)
         if self.pool in mounts_under(self.root):
             self.unmount(self.pool)
         if self.pool_loop:
             self.detach(self.pool_loop)
         for dev in loops_backed_under(self.root):
-            self.detach(dev)
+            self.detach(dev)    # anything the steps above missed
         try:
             os.unlink(self.pool_image)
         except OSError as e:

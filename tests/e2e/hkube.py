@@ -21,6 +21,7 @@ from kclient import APIStatusError, Client  # noqa: E402
 GROUPS = {
     "pods": ("", "v1"), "persistentvolumeclaims": ("", "v1"),
     "persistentvolumes": ("", "v1"), "secrets": ("", "v1"), "configmaps": ("", "v1"),
+    "nodes": ("", "v1"),
     "storageclasses": ("storage.k8s.io", "v1"),
     "deployments": ("apps", "v1"), "statefulsets": ("apps", "v1"),
     "volumesnapshots": ("snapshot.storage.k8s.io", "v1"),
@@ -159,11 +160,13 @@ class Informer(threading.Thread):
 
     def run(self):
         rv = None
+        failures = 0
         while not self.stopping.is_set():
             try:
                 if rv is None:
                     rv = self._relist()
                     self.synced.set()
+                failures = 0
                 for ev in self.kube.watch(self.kube.rpath(self.plural), resource_version=rv,
                                           timeout_seconds=300):
                     typ, obj = ev.get("type"), ev.get("object") or {}
@@ -180,7 +183,8 @@ class Informer(threading.Thread):
                     return
                 self.log("watch %s: %s; re-listing" % (self.plural, e))
                 rv = None
-                time.sleep(0.5)
+                failures += 1
+                time.sleep(min(5.0, 0.25 * 2 ** min(failures, 5)))
 
 
 class Worker(threading.Thread):

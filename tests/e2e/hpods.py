@@ -21,6 +21,7 @@ from hhost import HostError, mounts_under
 from hvolumes import MountError
 
 RUN_BINARIES = ("stasis-agent", "stasis")
+RUN_ANN = "stasis.test/run"   # pod annotation: more containers to run ("a,b")
 STATE_DIR = "/run/stasis"
 PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
             "STASIS_LOG_LEVEL")
@@ -49,7 +50,7 @@ def expand(text, env):
 
 
 class Container:
-    def __init__(self, spec, init, pod):
+    def __init__(self, spec, init, run_names):
         self.spec = spec
         self.name = spec["name"]
         self.init = init
@@ -59,7 +60,9 @@ class Container:
         if not cmd and os.path.basename(image.split("@")[0].split(":")[0]) in RUN_BINARIES:
             cmd = [os.path.basename(image.split("@")[0].split(":")[0])]
         self.binary = os.path.basename(cmd[0]) if cmd else None
-        self.run = self.binary in RUN_BINARIES
+        # stasis binaries always run; other containers when the pod's annotation names
+        # them and they have a command (an image's entrypoint is not known here).
+        self.run = self.binary in RUN_BINARIES or (self.name in run_names and bool(cmd))
         self.cmd = cmd
         self.ports = [p["containerPort"] for p in spec.get("ports") or []
                       if (p.get("protocol") or "TCP") == "TCP" and p.get("containerPort")]
@@ -78,6 +81,8 @@ class Container:
         self.argv = []
         self.mounts = {}             # mountPath -> host path (inside self.root)
         self.restart_timer = None
+        self.cwd = None
+        self.uid = self.gid = None   # securityContext runAsUser/runAsGroup
 
     def status(self, pod):
         image = self.spec.get("image") or ""
@@ -106,8 +111,10 @@ class Pod:
         self.obj = obj
         spec = obj.get("spec") or {}
         self.policy = spec.get("restartPolicy") or "Always"
-        self.inits = [Container(c, True, self) for c in spec.get("initContainers") or []]
-        self.mains = [Container(c, False, self) for c in spec.get("containers") or []]
+        ann = (md.get("annotations") or {}).get(RUN_ANN, "")
+        run = {n.strip() for n in ann.split(",") if n.strip()}
+        self.inits = [Container(c, True, run) for c in spec.get("initContainers") or []]
+        self.mains = [Container(c, False, run) for c in spec.get("containers") or []]
         self.ip = None
         self.phase = "Pending"
         self.waiting = None          # NotReady while it cannot start
@@ -184,7 +191,22 @@ class Pods:
             return
         p.started = True
         p.start_time = now_rfc3339()
+        self._bind_node(p)
         self._advance(p)
+
+    def _bind_node(self, p):
+        """spec.nodeName, as the scheduler's binding would set it."""
+        node = self.h.args.node_name
+        if (p.obj.get("spec") or {}).get("nodeName") not in (None, "", node):
+            self.log("pod %s: spec.nodeName %s is not %s; run here anyway" % (
+                p.key, p.obj["spec"]["nodeName"], node))
+            return
+        if not (p.obj.get("spec") or {}).get("nodeName"):
+            try:
+                self.kube.patch(self.kube.rpath("pods", p.ns, p.name),
+                                {"spec": {"nodeName": node}})
+            except Exception as e:
+                self.log("pod %s: binding to node %s failed: %s" % (p.key, node, e))
 
     def _claims_of(self, p):
         out = []
@@ -269,9 +291,9 @@ class Pods:
                 self.log("pod %s: volume %s: only persistentVolumeClaim, secret, configMap "
                          "and emptyDir are served; it is an empty directory" % (p.key, name))
             p.volumes[name] = d
-        for c in p.containers():
+        for i, c in enumerate(p.containers()):
             if c.run:
-                self._container_root(p, c)
+                self._container_root(p, c, i)
 
     def _read_only_volumes(self, p):
         """Volumes that every volumeMount of every container mounts read-only."""
@@ -322,10 +344,16 @@ class Pods:
         bin_data = obj.get("binaryData") or {}
         self._write_files(d, bin_data, cm.get("items"), mode, True)
 
-    def _container_root(self, p, c):
-        """The container's view: bind mounts of its volumes under ROOT/<mountPath>."""
-        c.root = os.path.join(p.dir, "containers", c.name, "root")
+    def _container_root(self, p, c, index):
+        """The container's view: bind mounts of its volumes under ROOT/<mountPath>. The
+        path is short (ROOT/c/<pod uid8>.<index>): an agent's Unix socket in
+        run/stasis below it must fit in sun_path (108 bytes)."""
+        c.root = os.path.join(self.h.root, "c", "%s.%d" % (p.uid[:8], index))
         os.makedirs(c.root, exist_ok=True)
+        sock = c.root + STATE_DIR + "/agent.sock"
+        if len(sock.encode()) > 107:
+            self.log("warning: pod %s: container %s: %s is longer than a Unix socket path may "
+                     "be; use a shorter --root" % (p.key, c.name, sock))
         mounts = sorted(c.spec.get("volumeMounts") or [], key=lambda m: m["mountPath"].count("/"))
         ro_claims = {v["name"] for v in (p.obj.get("spec") or {}).get("volumes") or []
                      if (v.get("persistentVolumeClaim") or {}).get("readOnly")}
@@ -374,7 +402,7 @@ class Pods:
         md = p.obj["metadata"]
         simple = {"metadata.name": md["name"], "metadata.namespace": md["namespace"],
                   "metadata.uid": md["uid"], "status.podIP": p.ip or "",
-                  "status.hostIP": "127.0.0.1", "spec.nodeName": "harness",
+                  "status.hostIP": "127.0.0.1", "spec.nodeName": self.h.args.node_name,
                   "spec.serviceAccountName": (p.obj.get("spec") or {}).get(
                       "serviceAccountName", "default")}
         if path in simple:
@@ -448,9 +476,29 @@ class Pods:
             host_env[k] = self.rewrite(c, v, p.ip)
         host_env.setdefault("STASIS_STATE_DIR", self._state_dir(p, c))
         args = [expand(a, env) for a in c.cmd[1:] + list(c.spec.get("args") or [])]
-        c.argv = [os.path.join(self.h.args.bin_dir, c.binary)] + [
-            self.rewrite(c, a, p.ip) for a in args]
+        c.argv = [self._binary(c, host_env)] + [self.rewrite(c, a, p.ip) for a in args]
         c.env = host_env
+        wd = c.spec.get("workingDir")
+        c.cwd = self.rewrite(c, wd, p.ip) if wd else c.root
+        if c.cwd == wd:
+            c.cwd = c.root + wd       # a working directory is always inside the root
+            os.makedirs(c.cwd, exist_ok=True)
+        sc = dict((p.obj.get("spec") or {}).get("securityContext") or {})
+        sc.update(c.spec.get("securityContext") or {})
+        c.uid, c.gid = sc.get("runAsUser"), sc.get("runAsGroup")
+
+    def _binary(self, c, env):
+        """The host program of a container's command[0]."""
+        if c.binary in RUN_BINARIES:
+            return os.path.join(self.h.args.bin_dir, c.binary)
+        first = c.cmd[0]
+        inside = self._rewrite_one(c, first)
+        if inside != first or (os.path.isabs(first) and os.access(first, os.X_OK)):
+            return inside
+        found = shutil.which(os.path.basename(first), path=env.get("PATH", os.defpath))
+        if found is None:
+            raise NotReady("StartError", "%s is not installed on this host" % first)
+        return found
 
     def _state_dir(self, p, c):
         # A Unix socket path holds at most 107 bytes, and the container root is
@@ -466,12 +514,16 @@ class Pods:
                 self._prepare(p, c)
             logf = os.open(c.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                c.proc = subprocess.Popen(c.argv, env=c.env, cwd=c.root,
+                ids = {}
+                if c.uid is not None:
+                    ids = {"user": c.uid, "group": c.gid if c.gid is not None else c.uid,
+                           "extra_groups": []}
+                c.proc = subprocess.Popen(c.argv, env=c.env, cwd=c.cwd,
                                           stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                          start_new_session=True)
+                                          start_new_session=True, **ids)
             finally:
                 os.close(logf)
-        except (OSError, NotReady) as e:
+        except (OSError, NotReady, subprocess.SubprocessError) as e:
             c.state, c.reason = "terminated", "StartError"
             c.exit_code, c.final = 128, True
             c.started_at = c.finished_at = now_rfc3339()
@@ -697,13 +749,15 @@ class Pods:
         self._stop_processes(p, finish)
 
     def _teardown_mounts(self, p):
-        if p.dir:
-            self.h.host.unmount_tree(p.dir)
+        dirs = [c.root for c in p.containers() if c.root] + ([p.dir] if p.dir else [])
+        for d in dirs:
+            self.h.host.unmount_tree(d)
         for vol in p.claims:
             self.h.volumes.release(vol, p.key)
         p.claims = []
-        if p.dir and not mounts_under(p.dir):   # never remove through a live mount
-            shutil.rmtree(p.dir, ignore_errors=True)
+        for d in dirs:
+            if not mounts_under(d):         # never remove through a live mount
+                shutil.rmtree(d, ignore_errors=True)
         if p.error and p.ip and self.ips.get(p.ip) == p.key:
             del self.ips[p.ip]
             p.ip = None

@@ -68,11 +68,15 @@ class Snap:
         self.deletion_policy = "Delete"
         self.source = None      # (ns, pvc)
         self.seen = 0.0         # time.monotonic() when its first event was handled
+        self.seen_ns = 0        # the same, Unix ns
+        self.cut_ns = 0         # creationTime (Unix ns): when FICLONE returned
+        self.status_ns = 0      # when the snapshot's status with creationTime was written
         self.fstype = "ext4"
 
     def info(self):
         return {"image": self.image, "content": self.content, "state": self.state,
-                "handle": self.content, "fsType": self.fstype,
+                "handle": self.content, "fsType": self.fstype, "eventNs": self.seen_ns,
+                "cutNs": self.cut_ns, "statusNs": self.status_ns,
                 "source": "%s/%s" % self.source if self.source else None}
 
 
@@ -354,6 +358,7 @@ class Volumes:
             return
         s = Snap(k[0], k[1], md["uid"])
         s.seen = time.monotonic()
+        s.seen_ns = time.time_ns()
         with self.h.lock:
             self.snaps[k] = s
         self._start_snapshot(s, obj)
@@ -459,6 +464,7 @@ class Volumes:
         self.kube.patch_status("volumesnapshots", s.ns, s.name, {
             "boundVolumeSnapshotContentName": s.content, "creationTime": rfc3339(t),
             "restoreSize": format_quantity(s.size), "readyToUse": False, "error": None})
+        s.cut_ns, s.status_ns = t, time.time_ns()
         self.kube.patch_status("volumesnapshotcontents", None, s.content, {
             "creationTime": t, "restoreSize": s.size, "snapshotHandle": s.content,
             "readyToUse": False})

@@ -7,7 +7,9 @@
 # written after; a restore waits for readyToUse; a pod running `stasis-agent
 # serve --listen 0.0.0.0` answers HTTPS on its pod IP (certificates from
 # --agent-certs) and freezes its claim's filesystem; restartPolicy Never pods
-# end Succeeded or Failed with exit codes and logs; the class knobs error,
+# end Succeeded or Failed with exit codes and logs; a container named in the
+# stasis.test/run annotation serves the claim on its pod IP as runAsUser;
+# the class knobs error,
 # never-cut and cut-delay; a read-write mount refused while the claim is
 # mounted read-only is written into the pod's status; Deployments and
 # StatefulSets get pods and template claims; a namespace deleted and
@@ -141,6 +143,9 @@ wait_jp test pod nginx .status.phase Running 20 >/dev/null || fail "nginx not Ru
 	fail "nginx IP is not $pod_ip_1"
 [ "$(k -n test get pod nginx -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ] ||
 	fail "nginx not Ready"
+[ "$(k -n test get pod nginx -o jsonpath='{.spec.nodeName}')" = harness ] || fail "nginx not bound to node harness"
+[ "$(k get node harness -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ] ||
+	fail "node harness not Ready"
 
 echo "== a snapshot holds what was written before the cut, not after"
 web=$(hpath test web) || fail "path of web"
@@ -223,6 +228,14 @@ sleep 0.5
 ct=$(wait_jp test vs s2 .status.creationTime '.+' 10) || fail "s2 not cut"
 ct_ns=$(($(date -d "$ct" +%s%N)))
 [ $((ct_ns - t0)) -ge 300000000 ] || fail "cut-delay-ms 300 not honoured ($(((ct_ns - t0) / 1000000)) ms)"
+snap_ns() { # NS/VS FIELD: an exact int64 from snapshots.json (jq would round it to a double)
+	$PY -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])' \
+		"$work/root/snapshots.json" "$1" "$2"
+}
+ev_ns=$(snap_ns test/s2 eventNs)
+cut_ns=$(snap_ns test/s2 cutNs)
+[ "$cut_ns" = "$ct_ns" ] || fail "snapshots.json cutNs $cut_ns is not the creationTime $ct_ns"
+[ $((cut_ns - ev_ns)) -ge 300000000 ] || fail "harness cut s2 $(((cut_ns - ev_ns) / 1000000)) ms after its event"
 wait_jp test pvc r2 .status.phase Bound 20 >/dev/null || fail "r2 not bound after ready"
 [ "$(k -n test get vs s2 -o jsonpath='{.status.readyToUse}')" = true ] || fail "r2 bound before ready"
 [ "$(cat "$(hpath test r2)/index.html")" = 'hello world 003' ] || fail "r2 content"
@@ -305,6 +318,8 @@ acurl -X POST "https://stasis-agent:$port/v1/thaw" | grep -q '"thawed":true' || 
 is_frozen "$web" && fail "still frozen after thaw"
 apid=$(jq -r '.["test/agent"].containers["stasis-freezer"].pid' "$work/root/pods.json")
 kill -0 "$apid" || fail "agent pid $apid from pods.json is not running"
+aroot=$(jq -r '.["test/agent"].containers["stasis-freezer"].root' "$work/root/pods.json")
+[ -S "$aroot/run/stasis/agent.sock" ] || fail "no agent socket in $aroot/run/stasis"
 
 echo "== a killed agent is restarted (restartPolicy Always)"
 kill -KILL "$apid"
@@ -318,6 +333,35 @@ apid=$(jq -r '.["test/agent"].containers["stasis-freezer"].pid' "$work/root/pods
 kill -0 "$apid" || fail "restarted agent pid $apid is not running"
 acurl "https://stasis-agent:$port/v1/status" | jq -e '.frozen == false' >/dev/null ||
 	fail "restarted agent does not answer"
+
+echo "== a container named in stasis.test/run runs its host command (as runAsUser)"
+wport=$(free_port)
+k apply -f - >/dev/null <<EOF || fail "pod static"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: static
+  namespace: test
+  annotations: {stasis.test/run: web}
+spec:
+  securityContext: {runAsUser: 65534, runAsGroup: 65534}
+  containers:
+  - name: web
+    image: python:3
+    command: [/usr/bin/python3, -m, http.server, --bind, 0.0.0.0, "$wport", --directory, /srv]
+    ports: [{containerPort: $wport}]
+    volumeMounts: [{name: html, mountPath: /srv, readOnly: true}]
+  volumes:
+  - {name: html, persistentVolumeClaim: {claimName: web}}
+EOF
+wait_jp test pod static '.status.conditions[?(@.type=="Ready")].status' True 30 >/dev/null ||
+	fail "static pod not Ready"
+sip=$(k -n test get pod static -o jsonpath='{.status.podIP}')
+[ "$(curl -sS "http://$sip:$wport/index.html")" = "$(cat "$web/index.html")" ] ||
+	fail "the static pod does not serve the claim's index.html on $sip:$wport"
+spid=$(jq -r '.["test/static"].containers.web.pid' "$work/root/pods.json")
+grep -q '^Uid:[[:space:]]*65534[[:space:]]' "/proc/$spid/status" || fail "web does not run as 65534"
+k -n test delete pod static >/dev/null
 
 echo "== restartPolicy Never pods: Succeeded and Failed with exit codes and logs"
 k apply -f - >/dev/null <<'EOF' || fail "job pods"
@@ -387,6 +431,8 @@ while kill -0 "$apid" 2>/dev/null && [ $i -lt 100 ]; do
 done
 kill -0 "$apid" 2>/dev/null && fail "agent process survived its pod"
 sleep 0.5
+grep -q " $aroot/" /proc/mounts && fail "agent container mounts left under $aroot"
+[ -e "$aroot" ] && fail "agent container root $aroot left"
 grep -q "$work/root/pods/test/agent" /proc/mounts && fail "agent pod mounts left"
 
 echo "== deleting a claim deletes its PV and image (after its pods)"
