@@ -15,7 +15,6 @@ import socket
 import subprocess
 import threading
 import time
-import zlib
 
 from hhost import HostError, mounts_under
 from hvolumes import MountError
@@ -474,7 +473,7 @@ class Pods:
         host_env["HOME"] = c.root
         for k, v in env.items():
             host_env[k] = self.rewrite(c, v, p.ip)
-        host_env.setdefault("STASIS_STATE_DIR", self._state_dir(p, c))
+        host_env.setdefault("STASIS_STATE_DIR", c.root + STATE_DIR)
         args = [expand(a, env) for a in c.cmd[1:] + list(c.spec.get("args") or [])]
         c.argv = [self._binary(c, host_env)] + [self.rewrite(c, a, p.ip) for a in args]
         c.env = host_env
@@ -499,13 +498,6 @@ class Pods:
         if found is None:
             raise NotReady("StartError", "%s is not installed on this host" % first)
         return found
-
-    def _state_dir(self, p, c):
-        # A Unix socket path holds at most 107 bytes, and the container root is
-        # deep: the state directory (agent socket, journal) lives under ROOT/run.
-        d = os.path.join(self.h.root, "run", "%s.%08x" % (p.uid[:8], zlib.crc32(c.name.encode())))
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        return d
 
     # -------------------------------------------------------------- processes
     def _launch(self, p, c):
