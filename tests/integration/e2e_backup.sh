@@ -105,6 +105,36 @@ assert all(v["phase"] == "Completed" for v in b["volumes"]), b["volumes"]
 ' || fail "multi-01: the three pods were not frozen together: $(bjson multi-01 'b["status"]')"
 no_temporaries "multi backup"
 
+# --- the window does not grow with the data: 1 GiB and 4 GiB volumes ------------------------------
+k create namespace sizes >/dev/null
+agent_tls_secret sizes
+make_pvc sizes small 1Gi
+make_pvc sizes big 4Gi
+make_pod sizes small small /var/lib/data postgres:15
+make_pod sizes big big /var/lib/data postgres:15
+wait_running sizes small 60
+wait_running sizes big 60
+fallocate -l 900M "$(volume_path sizes small)/fill"
+fallocate -l 3900M "$(volume_path sizes big)/fill"
+sync
+for r in 1 2 3; do
+	for s in small big; do
+		"$STASIS" backup create "size-$s-$r" --include-namespaces sizes --selector "app=$s" --wait \
+			--kubeconfig "$work/kubeconfig" -n stasis >"$work/size.out" 2>&1 ||
+			fail "size-$s-$r did not complete: $(cat "$work/size.out")"
+		bjson "size-$s-$r" 'b["status"]["freezeWindows"][0]["durationMs"]' >>"$work/win-$s"
+	done
+done
+$PY - "$work/win-small" "$work/win-big" <<'EOF' ||
+import statistics, sys
+a, b = (statistics.median(float(x) for x in open(f)) for f in sys.argv[1:3])
+print("freeze window median: 1 GiB %.1f ms, 4 GiB %.1f ms" % (a, b))
+# 20%, plus 5 ms for the scheduling noise of a shared machine running sanitized binaries
+sys.exit(0 if abs(a - b) <= 0.2 * max(a, b) + 5 else 1)
+EOF
+	fail "window depends on the volume size: 1 GiB $(tr '\n' ' ' <"$work/win-small"), 4 GiB $(tr '\n' ' ' <"$work/win-big")"
+no_temporaries "size backups"
+
 # --- a snapshot the driver fails: thawed, Failed with the driver's words ---------------------------------
 k patch volumesnapshotclass test-snapclass --type merge \
 	-p '{"parameters":{"stasis.test/error":"disk array says no"}}' >/dev/null
@@ -154,4 +184,4 @@ until [ -z "$(k get volumesnapshots -A -o name)" ]; do
 	[ $i -lt 100 ] || fail "crash-01's VolumeSnapshot was not removed after the restart"
 	sleep 0.1
 done
-echo "e2e backup: reference scenario, dedup, parallel freeze, snapshot error/timeout, controller crash: ok"
+echo "e2e backup: reference scenario, dedup, parallel freeze, window vs size, snapshot error/timeout, controller crash: ok"
