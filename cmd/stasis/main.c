@@ -16,6 +16,7 @@
 #include "pkg/cli_backup.h"
 #include "pkg/cli_bsl.h"
 #include "pkg/cli_install.h"
+#include "pkg/cli_restore.h"
 #include "pkg/cli_version.h"
 #include "pkg/server.h"
 #include "pkg/util/err.h"
@@ -68,6 +69,8 @@ static const struct command commands[] = {
 	{ "install", st_cli_install_main, "install stasis into a cluster", st_cli_install_usage },
 	{ "backup", st_cli_backup_main, "create, list, describe, read logs of and delete backups",
 	  st_cli_backup_usage },
+	{ "restore", st_cli_restore_main, "create, list, describe and read logs of restores",
+	  st_cli_restore_usage },
 	{ "backup-location", st_cli_bsl_main, "create and list backup storage locations",
 	  st_cli_bsl_usage },
 	{ "version", st_cli_version_main, "print the client and server versions",
