@@ -9,6 +9,7 @@
 
 #include "pkg/cli_common.h"
 #include "pkg/cli_store.h"
+#include "pkg/remap.h"
 #include "pkg/restore.h"
 #include "pkg/util/json.h"
 #include "pkg/util/mem.h"
@@ -227,24 +228,25 @@ int st_cli_restore_table(struct st_buf *out, struct json_object *items, long lon
 	return st_cli_table_print(out, table_headers, 9, items, restore_row, now);
 }
 
-/* "old -> new" lines of a mapping, or "<none>". */
+/* "Title:  old=new, old2=new2" as Velero shows mappings, or "<none>". */
 static int describe_mapping(struct st_buf *out, const char *title, struct json_object *map)
 {
+	bool first = true;
 	int rc;
 
-	if ((rc = st_buf_printf(out, "%s:", title)) < 0)
+	if ((rc = st_buf_printf(out, "%s:  ", title)) < 0)
 		return rc;
 	if (map == NULL || !json_object_is_type(map, json_type_object) ||
 	    json_object_object_length(map) == 0)
-		return st_buf_puts(out, "  <none>\n");
-	if ((rc = st_buf_putc(out, '\n')) < 0)
-		return rc;
+		return st_buf_puts(out, "<none>\n\n");
 	json_object_object_foreach(map, k, v)
 	{
-		if ((rc = st_buf_printf(out, "  %s -> %s\n", k, json_object_get_string(v))) < 0)
+		if ((rc = st_buf_printf(out, "%s%s=%s", first ? "" : ", ", k,
+		                        json_object_get_string(v))) < 0)
 			return rc;
+		first = false;
 	}
-	return 0;
+	return st_buf_puts(out, "\n\n");
 }
 
 static int describe_spec(struct st_buf *out, struct json_object *spec)
@@ -432,6 +434,21 @@ static int add_list(struct json_object *spec, const char *key, const char *arg)
 	return 0;
 }
 
+/* The rules the engine will build from the map, checked now so that errors come early. */
+static int check_mapping(struct json_object *map, enum st_remap_kind kind, const char *flag,
+                         struct st_err *err)
+{
+	struct st_remap *m = NULL;
+	int rc;
+
+	if ((rc = st_remap_new(&m, err)) < 0)
+		return rc;
+	if ((rc = st_remap_add_map(m, kind, map, err)) < 0)
+		st_err_prefix(err, "%s", flag);
+	st_remap_free(m);
+	return rc;
+}
+
 static int add_mapping(struct create_args *a, const char *key, const char *flag, const char *arg,
                        int registry)
 {
@@ -439,7 +456,12 @@ static int add_mapping(struct create_args *a, const char *key, const char *flag,
 	struct st_err err = ST_ERR_INIT;
 	bool had = json_object_object_get_ex(a->spec, key, &map);
 
-	if (st_cli_restore_parse_mappings(&map, arg, flag, registry, &err) < 0) {
+	if (st_cli_restore_parse_mappings(&map, arg, flag, registry, &err) < 0 ||
+	    check_mapping(map,
+	                  registry                               ? ST_REMAP_IMAGE_REGISTRY
+	                  : strcmp(key, "namespaceMapping") == 0 ? ST_REMAP_NAMESPACE
+	                                                         : ST_REMAP_STORAGE_CLASS,
+	                  flag, &err) < 0) {
 		st_cli_errorf(a->ctx, "%s", st_err_text(&err));
 		if (!had)
 			json_object_put(map);

@@ -155,6 +155,13 @@ int st_restore_compare(const char *gr_a, const char *gr_b)
 	return strcmp(gr_a, gr_b);
 }
 
+/* json_object_object_del asserts on a non-object: absent parts are common here. */
+static void del_key(struct json_object *o, const char *key)
+{
+	if (o != NULL && json_object_is_type(o, json_type_object))
+		json_object_object_del(o, key);
+}
+
 static void del_keys(struct json_object *o, const char *const *keys)
 {
 	size_t i;
@@ -176,9 +183,9 @@ static void strip_service(struct json_object *spec, bool preserve_node_ports)
 		del_keys(spec, ips);
 	if (preserve_node_ports)
 		return;
-	json_object_object_del(spec, "healthCheckNodePort");
+	del_key(spec, "healthCheckNodePort");
 	for (i = 0; ports != NULL && i < json_object_array_length(ports); i++)
-		json_object_object_del(json_object_array_get_idx(ports, i), "nodePort");
+		del_key(json_object_array_get_idx(ports, i), "nodePort");
 }
 
 void st_restore_strip(struct json_object *obj, const char *gr, bool preserve_node_ports)
@@ -200,15 +207,15 @@ void st_restore_strip(struct json_object *obj, const char *gr, bool preserve_nod
 	struct json_object *spec = st_json_get_obj(obj, "spec");
 
 	del_keys(meta, meta_keys);
-	json_object_object_del(obj, "status");
+	del_key(obj, "status");
 	if (strcmp(gr, GR_SVC) == 0 && spec != NULL)
 		strip_service(spec, preserve_node_ports);
 	else if (strcmp(gr, GR_POD) == 0 && spec != NULL)
-		json_object_object_del(spec, "nodeName");
+		del_key(spec, "nodeName");
 	else if (strcmp(gr, GR_PV) == 0)
 		del_keys(st_json_get_obj(spec, "claimRef"), claim_keys);
 	else if (strcmp(gr, GR_PVC) == 0)
-		json_object_object_del(st_json_get_obj(meta, "annotations"), ANN_SNODE);
+		del_key(st_json_get_obj(meta, "annotations"), ANN_SNODE);
 }
 
 void st_restore_unbind_claim(struct json_object *pvc)
@@ -216,7 +223,7 @@ void st_restore_unbind_claim(struct json_object *pvc)
 	static const char *const anns[] = { "pv.kubernetes.io/bind-completed",
 		                            "pv.kubernetes.io/bound-by-controller", NULL };
 
-	json_object_object_del(st_json_get_obj(pvc, "spec"), "volumeName");
+	del_key(st_json_get_obj(pvc, "spec"), "volumeName");
 	del_keys(st_json_get_obj(st_json_get_obj(pvc, "metadata"), "annotations"), anns);
 }
 
@@ -243,21 +250,8 @@ bool st_restore_controller_owner(char *kind, size_t kind_size, char *name, size_
 
 int st_restore_map_object(struct json_object *obj, const struct st_remap *m, struct st_err *err)
 {
-	struct json_object *claim = st_json_get_obj(st_json_get_obj(obj, "spec"), "claimRef");
-	const char *kind = st_json_get_str(obj, "kind");
-	const char *ns, *to;
-	int rc;
-
-	if (m == NULL)
-		return 0;
-	if ((rc = st_remap_object(m, obj, NULL, err)) < 0)
-		return rc;
-	if (kind == NULL || strcmp(kind, "PersistentVolume") != 0 || claim == NULL)
-		return 0;
-	ns = st_json_get_str(claim, "namespace");
-	if (ns != NULL && (to = st_remap_lookup(m, ST_REMAP_NAMESPACE, ns)) != NULL)
-		st_json_add_str(claim, "namespace", to);
-	return 0;
+	/* pkg/remap rewrites the claimRef too, once: applying it again would chain rules. */
+	return st_remap_object(m, obj, NULL, err);
 }
 
 /* True when every field of want is in have with the same value (arrays: same length). */
@@ -1056,15 +1050,15 @@ static const char *target_ns(const struct engine *e, const char *ns)
 /* Velero's rule: the namespace of a restored object is created when missing. */
 static void ensure_namespace(struct engine *e, const char *ns, const char *target)
 {
-	struct json_object *obj = json_object_new_object();
-	struct json_object *meta = json_object_new_object();
-	struct json_object *res = NULL;
+	struct json_object *obj = NULL, *meta = NULL, *res = NULL;
 	struct st_kube_gvr gvr;
 	struct st_err err = ST_ERR_INIT;
 	long http = 0;
 
 	if (set_has(e->ns_done, target))
-		goto out;
+		return;
+	obj = json_object_new_object();
+	meta = json_object_new_object();
 	st_json_add_str(obj, "apiVersion", "v1");
 	st_json_add_str(obj, "kind", "Namespace");
 	st_json_add_str(meta, "name", target);
@@ -1294,6 +1288,11 @@ static void restore_item(struct engine *e, const struct item *it)
 		note(e, true, ns, "%s: %s", what, st_err_text(&err));
 		return;
 	}
+	/* A Namespace is named by its mapping. */
+	if (ns == NULL)
+		(void)snprintf(
+		        what, sizeof(what), "%s %s", it->gr,
+		        str_or_empty(st_json_get_str(st_json_get_obj(obj, "metadata"), "name")));
 	if (strcmp(it->gr, GR_NS) == 0)
 		set_add(e->ns_done, st_json_get_str(st_json_get_obj(obj, "metadata"), "name"));
 	if (ns != NULL && st_restore_priority(it->gr) > RANK_PVC &&

@@ -163,8 +163,9 @@ bool st_restore_controller_owner(char *kind, size_t kind_size, char *name, size_
                                  struct json_object *obj);
 
 /*
- * Applies m to obj (pkg/remap) and the namespace rules to a
- * PersistentVolume's spec.claimRef.namespace. m may be NULL.
+ * Applies m to obj (pkg/remap: metadata.namespace, a Namespace's name, a
+ * PersistentVolume's spec.claimRef.namespace, storage classes, images).
+ * m may be NULL.
  */
 int st_restore_map_object(struct json_object *obj, const struct st_remap *m,
                           struct st_err *err) ST_WARN_UNUSED;
