@@ -16,7 +16,7 @@
 
 #define CELL 512
 /* The results file read for `describe --details`. */
-#define RESULTS_CAP (16u * 1024u * 1024u)
+#define RESULTS_CAP (16u << 20)
 
 const char st_cli_restore_usage[] =
         "Usage: stasis restore VERB [options]\n"
@@ -642,7 +642,7 @@ static int wait_event(enum st_kube_event_type type, struct json_object *obj, voi
 	               json_object_get_int(st_json_get(progress, "totalItems")));
 	if (strcmp(line, w->last) != 0) {
 		printf("Restore %s %s\n", w->name, line);
-		fflush(stdout);
+		(void)fflush(stdout);
 		(void)snprintf(w->last, sizeof(w->last), "%s", line);
 	}
 	(void)snprintf(w->phase, sizeof(w->phase), "%s", phase);
@@ -670,7 +670,7 @@ static int wait_restore(struct st_cli_ctx *ctx, const char *name, int64_t timeou
 	o.duration_ms = (uint64_t)timeout * 1000u;
 	printf("Waiting for restore to complete. You may safely press ctrl-c to stop waiting - "
 	       "your restore will continue in the background.\n");
-	fflush(stdout);
+	(void)fflush(stdout);
 	if ((rc = st_kube_watch(ctx->client, &gvr, ctx->ns, &o, wait_event, &w, &err)) < 0) {
 		st_cli_kube_error(ctx, "watch restore", rc, &err);
 		return ST_CLI_EXIT_FAIL;
@@ -685,8 +685,8 @@ static int wait_restore(struct st_cli_ctx *ctx, const char *name, int64_t timeou
 	       w.phase, name, name);
 	if (strcmp(w.phase, "Completed") == 0)
 		return ST_CLI_EXIT_OK;
-	fprintf(stderr, "Restore %s: %s (%d errors, %d warnings)%s%s\n", name, w.phase, w.errors,
-	        w.warnings, w.reason[0] ? ": " : "", w.reason);
+	(void)fprintf(stderr, "Restore %s: %s (%d errors, %d warnings)%s%s\n", name, w.phase,
+	              w.errors, w.warnings, w.reason[0] ? ": " : "", w.reason);
 	return ST_CLI_EXIT_FAIL;
 }
 
@@ -715,7 +715,7 @@ static int create_submit(struct st_cli_ctx *ctx, struct json_object *obj, const 
 		return ST_CLI_EXIT_FAIL;
 	}
 	printf("Restore request \"%s\" submitted successfully.\n", name);
-	fflush(stdout);
+	(void)fflush(stdout);
 	return ST_CLI_EXIT_OK;
 }
 
@@ -1031,15 +1031,15 @@ int st_cli_restore_main(int argc, char **argv)
 	int rc;
 
 	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		fputs(st_cli_restore_usage, argc < 2 ? stderr : stdout);
+		(void)fputs(st_cli_restore_usage, argc < 2 ? stderr : stdout);
 		return argc < 2 ? ST_CLI_EXIT_USAGE : ST_CLI_EXIT_OK;
 	}
 	for (v = restore_verbs; v->name != NULL; v++)
 		if (strcmp(v->name, argv[1]) == 0)
 			break;
 	if (v->name == NULL) {
-		fprintf(stderr, "stasis restore: unknown verb '%s'\n%s", argv[1],
-		        st_cli_restore_usage);
+		(void)fprintf(stderr, "stasis restore: unknown verb '%s'\n%s", argv[1],
+		              st_cli_restore_usage);
 		return ST_CLI_EXIT_USAGE;
 	}
 	st_cli_ctx_init(&ctx, v->verb);

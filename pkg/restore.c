@@ -26,9 +26,9 @@
 /* A tar entry name, a key, a group-qualified name. */
 #define NAME_CAP 1024u
 /* One object of the tarball. */
-#define ITEM_CAP (16u * 1024u * 1024u)
+#define ITEM_CAP (16u << 20)
 /* The gzipped log or results held in memory before upload. */
-#define GZ_CAP (64u * 1024u * 1024u)
+#define GZ_CAP (64u << 20)
 
 /*
  * Velero's default restore priorities: what others depend on first
@@ -504,7 +504,7 @@ static void rlog(struct engine *e, const char *level, const char *fmt, ...)
 	for (i = 0; msg[i] != '\0' && o + 3 < sizeof(quoted); i++) {
 		if (msg[i] == '"' || msg[i] == '\\')
 			quoted[o++] = '\\';
-		quoted[o++] = msg[i] == '\n' ? ' ' : msg[i];
+		quoted[o++] = (char)(msg[i] == '\n' ? ' ' : msg[i]);
 	}
 	quoted[o] = '\0';
 	st_backup_format_time(ts, sizeof(ts), (long long)time(NULL));
@@ -572,6 +572,12 @@ static void set_fatal(struct engine *e, const char *what, const struct st_err *e
 }
 
 /* ---- reading the backup ------------------------------------------------------------------ */
+
+/* The GNU strerror_r (built with _GNU_SOURCE): restores may run beside other threads. */
+static const char *errtext(int e, char *buf, size_t n)
+{
+	return strerror_r(e, buf, n);
+}
 
 static int file_write(const void *buf, size_t n, void *payload)
 {
@@ -747,13 +753,14 @@ static void drop_duplicates(struct engine *e)
 
 static int download(struct engine *e, struct st_err *err)
 {
-	char key[NAME_CAP];
+	char key[NAME_CAP], ebuf[128];
 	FILE *f = NULL;
 	int rc;
 
 	(void)snprintf(key, sizeof(key), "backups/%s/%s.tar.gz", e->backup, e->backup);
 	if ((f = tmpfile()) == NULL)
-		return st_err_set(err, ST_EIO, "cannot create a spool file: %s", strerror(errno));
+		return st_err_set(err, ST_EIO, "cannot create a spool file: %s",
+		                  errtext(errno, ebuf, sizeof(ebuf)));
 	rc = st_store_get(e->s, key, 0, UINT64_MAX, file_write, f, err);
 	if (rc == ST_ENOTFOUND) {
 		st_err_clear(err);
@@ -761,7 +768,8 @@ static int download(struct engine *e, struct st_err *err)
 		                e->backup, key, e->s->url ? e->s->url : "the storage location");
 	}
 	if (rc == 0 && (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0))
-		rc = st_err_set(err, ST_EIO, "spooling %s: %s", key, strerror(errno));
+		rc = st_err_set(err, ST_EIO, "spooling %s: %s", key,
+		                errtext(errno, ebuf, sizeof(ebuf)));
 	if (rc == 0 && (rc = read_tarball(e, f, err)) < 0)
 		st_err_prefix(err, "%s", key);
 	(void)fclose(f);
@@ -956,7 +964,7 @@ static void select_items(struct engine *e)
 	for (i = 0; i < e->nitems; i++)
 		if (e->items[i].ns == NULL && cluster_wanted(e, &e->items[i], claims, grs))
 			e->items[i].in_scope = true;
-	e->order = st_xcalloc(e->nitems + 1, sizeof(*e->order));
+	e->order = st_xcalloc(e->nitems + 1, sizeof(struct item *));
 	for (i = 0; i < e->nitems; i++) {
 		struct item *it = &e->items[i];
 
@@ -969,7 +977,7 @@ static void select_items(struct engine *e)
 		}
 		e->order[e->norder++] = it;
 	}
-	qsort(e->order, e->norder, sizeof(*e->order), cmp_items);
+	qsort(e->order, e->norder, sizeof(struct item *), cmp_items);
 	e->total = (unsigned)e->norder;
 	json_object_put(claims);
 	json_object_put(grs);
@@ -1183,7 +1191,7 @@ static void add_volume(struct engine *e, const struct item *it, const char *ns,
 	if (e->nvols == e->cap_vols) {
 		e->cap_vols = e->cap_vols ? e->cap_vols * 2 : 16;
 		e->vols = st_xrealloc(e->vols, e->cap_vols * sizeof(*e->vols));
-		e->vol_objs = st_xrealloc(e->vol_objs, e->cap_vols * sizeof(*e->vol_objs));
+		e->vol_objs = st_xrealloc(e->vol_objs, e->cap_vols * sizeof(struct json_object *));
 	}
 	e->vol_objs[e->nvols] = created;
 	v = &e->vols[e->nvols++];

@@ -43,7 +43,7 @@ struct st_store;
 struct st_remap;
 
 /* The log kept for restore-<R>-logs.gz; later lines are counted, not kept. */
-#define ST_RESTORE_CAP_LOG (16u * 1024u * 1024u)
+#define ST_RESTORE_CAP_LOG (16u << 20)
 /* Labels put on every restored object (Velero puts velero.io/... ones). */
 #define ST_RESTORE_LABEL_BACKUP  "stasis.io/backup-name"
 #define ST_RESTORE_LABEL_RESTORE "stasis.io/restore-name"
