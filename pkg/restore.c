@@ -188,6 +188,89 @@ static void strip_service(struct json_object *spec, bool preserve_node_ports)
 		del_key(json_object_array_get_idx(ports, i), "nodePort");
 }
 
+/* Removes from arr (an array of objects) every element whose "name" starts with prefix. */
+static void drop_named(struct json_object *arr, const char *prefix)
+{
+	size_t i, n = prefix[0] != '\0' && arr != NULL ? json_object_array_length(arr) : 0;
+
+	for (i = n; i > 0; i--) {
+		const char *name = st_json_get_str(json_object_array_get_idx(arr, i - 1), "name");
+
+		if (name != NULL && strncmp(name, prefix, strlen(prefix)) == 0)
+			(void)json_object_array_del_idx(arr, i - 1, 1);
+	}
+}
+
+/*
+ * A Pod's node, its priority (the admission plugin derives it from
+ * priorityClassName and refuses a pod that carries both) and the projected
+ * service-account token volume the admission plugin adds again.
+ */
+static void strip_pod(struct json_object *spec)
+{
+	struct json_object *kinds[] = { st_json_get_arr(spec, "containers"),
+		                        st_json_get_arr(spec, "initContainers") };
+	size_t i, j;
+
+	del_key(spec, "nodeName");
+	del_key(spec, "priority");
+	drop_named(st_json_get_arr(spec, "volumes"), "kube-api-access-");
+	for (i = 0; i < 2; i++)
+		for (j = 0; kinds[i] != NULL && j < json_object_array_length(kinds[i]); j++)
+			drop_named(st_json_get_arr(json_object_array_get_idx(kinds[i], j),
+			                           "volumeMounts"),
+			           "kube-api-access-");
+}
+
+/* The selector and labels the API generates for a Job, which it refuses to be given. */
+static void strip_job(struct json_object *spec)
+{
+	static const char *const labels[] = { "controller-uid",
+		                              "batch.kubernetes.io/controller-uid", NULL };
+	struct json_object *tm = st_json_get_obj(st_json_get_obj(spec, "template"), "metadata");
+
+	if (st_json_get_bool(spec, "manualSelector", false))
+		return;
+	del_key(spec, "selector");
+	del_keys(st_json_get_obj(tm, "labels"), labels);
+}
+
+/* The token Secrets the cluster generated for a ServiceAccount ("<name>-token-..."). */
+static void strip_service_account(struct json_object *obj)
+{
+	const char *name = st_json_get_str(st_json_get_obj(obj, "metadata"), "name");
+	char prefix[320];
+
+	if (name == NULL)
+		return;
+	(void)snprintf(prefix, sizeof(prefix), "%s-token-", name);
+	drop_named(st_json_get_arr(obj, "secrets"), prefix);
+}
+
+bool st_restore_restorable(const char *gr)
+{
+	static const char *const never[] = {
+		"nodes",
+		"events",
+		"events.events.k8s.io",
+		"csinodes.storage.k8s.io",
+		"volumeattachments.storage.k8s.io",
+		"backups.velero.io",
+		"restores.velero.io",
+		"resticrepositories.velero.io",
+		"backuprepositories.velero.io",
+		"backups.stasis.io",
+		"restores.stasis.io",
+		NULL,
+	};
+	size_t i;
+
+	for (i = 0; never[i] != NULL; i++)
+		if (strcmp(gr, never[i]) == 0)
+			return false;
+	return true;
+}
+
 void st_restore_strip(struct json_object *obj, const char *gr, bool preserve_node_ports)
 {
 	static const char *const meta_keys[] = {
@@ -211,7 +294,11 @@ void st_restore_strip(struct json_object *obj, const char *gr, bool preserve_nod
 	if (strcmp(gr, GR_SVC) == 0 && spec != NULL)
 		strip_service(spec, preserve_node_ports);
 	else if (strcmp(gr, GR_POD) == 0 && spec != NULL)
-		del_key(spec, "nodeName");
+		strip_pod(spec);
+	else if (strcmp(gr, "jobs.batch") == 0 && spec != NULL)
+		strip_job(spec);
+	else if (strcmp(gr, "serviceaccounts") == 0)
+		strip_service_account(obj);
 	else if (strcmp(gr, GR_PV) == 0)
 		del_keys(st_json_get_obj(spec, "claimRef"), claim_keys);
 	else if (strcmp(gr, GR_PVC) == 0)
@@ -970,6 +1057,11 @@ static void select_items(struct engine *e)
 
 		if (!it->in_scope)
 			continue;
+		if (!st_restore_restorable(it->gr)) {
+			rlog(e, "info", "%s %s%s%s skipped: not a restorable resource", it->gr,
+			     str_or_empty(it->ns), it->ns ? "/" : "", it->name);
+			continue;
+		}
 		if (owner_in_backup(e, it, why, sizeof(why))) {
 			rlog(e, "info", "%s %s/%s skipped: its controller %s recreates it", it->gr,
 			     it->ns, it->name, why);

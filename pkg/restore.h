@@ -143,11 +143,21 @@ int st_restore_compare(const char *gr_a, const char *gr_b);
  * generation, selfLink, deletionTimestamp, deletionGracePeriodSeconds,
  * ownerReferences; status; for services spec.clusterIP/clusterIPs (unless
  * "None") and, unless preserve_node_ports, spec.ports[].nodePort and
- * spec.healthCheckNodePort; for pods spec.nodeName; for persistentvolumes
- * spec.claimRef uid and resourceVersion; for persistentvolumeclaims the
- * volume.kubernetes.io/selected-node annotation.
+ * spec.healthCheckNodePort; for pods spec.nodeName, spec.priority and the
+ * projected token volume "kube-api-access-*" with its mounts; for jobs.batch
+ * (without spec.manualSelector) spec.selector and the template's
+ * controller-uid labels; for serviceaccounts the generated "<name>-token-*"
+ * secrets; for persistentvolumes spec.claimRef uid and resourceVersion; for
+ * persistentvolumeclaims the volume.kubernetes.io/selected-node annotation.
  */
 void st_restore_strip(struct json_object *obj, const char *gr, bool preserve_node_ports);
+
+/*
+ * False for the types a restore never creates, as Velero: nodes, events,
+ * CSI node and attachment records, and the backup tools' own Backups and
+ * Restores (velero.io, stasis.io).
+ */
+bool st_restore_restorable(const char *gr);
 
 /*
  * A claim whose volume is not restored is bound afresh: spec.volumeName and

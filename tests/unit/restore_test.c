@@ -193,6 +193,61 @@ static void test_strip(void **state)
 	json_object_put(pvc);
 }
 
+static void test_strip_workloads(void **state)
+{
+	struct json_object *pod = parse(
+	        "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"},\"spec\":{\"priority\":1000,"
+	        "\"priorityClassName\":\"high\",\"volumes\":[{\"name\":\"data\"},{\"name\":"
+	        "\"kube-api-access-x7k2\",\"projected\":{}}],\"containers\":[{\"name\":\"c\","
+	        "\"volumeMounts\":[{\"name\":\"kube-api-access-x7k2\",\"mountPath\":\"/var/run\"},"
+	        "{\"name\":\"data\",\"mountPath\":\"/d\"}]}],\"initContainers\":[{\"name\":"
+	        "\"i\",\"volumeMounts\":[{\"name\":\"kube-api-access-x7k2\"}]}]}}");
+	struct json_object *job = parse(
+	        "{\"kind\":\"Job\",\"metadata\":{\"name\":\"j\"},\"spec\":{\"selector\":"
+	        "{\"matchLabels\":{\"controller-uid\":\"u\"}},\"template\":{\"metadata\":"
+	        "{\"labels\":{\"controller-uid\":\"u\",\"batch.kubernetes.io/controller-uid\":"
+	        "\"u\",\"job-name\":\"j\"}},\"spec\":{}}}}");
+	struct json_object *manual = parse(
+	        "{\"kind\":\"Job\",\"metadata\":{\"name\":\"m\"},\"spec\":{\"manualSelector\":"
+	        "true,\"selector\":{\"matchLabels\":{\"app\":\"m\"}}}}");
+	struct json_object *sa =
+	        parse("{\"kind\":\"ServiceAccount\",\"metadata\":{\"name\":\"app\"},\"secrets\":"
+	              "[{\"name\":\"app-token-abcde\"},{\"name\":\"registry\"}]}");
+
+	(void)state;
+	st_restore_strip(pod, "pods", false);
+	assert_string_equal(
+	        json_object_to_json_string_ext(st_json_get(pod, "spec"), JSON_C_TO_STRING_PLAIN),
+	        "{\"priorityClassName\":\"high\",\"volumes\":[{\"name\":\"data\"}],"
+	        "\"containers\":[{\"name\":\"c\",\"volumeMounts\":[{\"name\":"
+	        "\"data\",\"mountPath\":\"\\/d\"}]}],\"initContainers\":[{\"name\":"
+	        "\"i\",\"volumeMounts\":[]}]}");
+	st_restore_strip(job, "jobs.batch", false);
+	assert_null(st_json_get(st_json_get(job, "spec"), "selector"));
+	assert_string_equal(
+	        json_object_to_json_string_ext(
+	                st_json_get(st_json_get(st_json_get(st_json_get(job, "spec"), "template"),
+	                                        "metadata"),
+	                            "labels"),
+	                JSON_C_TO_STRING_PLAIN),
+	        "{\"job-name\":\"j\"}");
+	st_restore_strip(manual, "jobs.batch", false);
+	assert_non_null(st_json_get(st_json_get(manual, "spec"), "selector"));
+	st_restore_strip(sa, "serviceaccounts", false);
+	assert_string_equal(
+	        json_object_to_json_string_ext(st_json_get(sa, "secrets"), JSON_C_TO_STRING_PLAIN),
+	        "[{\"name\":\"registry\"}]");
+	assert_false(st_restore_restorable("nodes"));
+	assert_false(st_restore_restorable("events.events.k8s.io"));
+	assert_false(st_restore_restorable("restores.stasis.io"));
+	assert_true(st_restore_restorable("pods"));
+	assert_true(st_restore_restorable("schedules.stasis.io"));
+	json_object_put(pod);
+	json_object_put(job);
+	json_object_put(manual);
+	json_object_put(sa);
+}
+
 static void test_controller_owner(void **state)
 {
 	struct json_object *pod =
@@ -463,6 +518,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_order),
 		cmocka_unit_test(test_strip),
+		cmocka_unit_test(test_strip_workloads),
 		cmocka_unit_test(test_controller_owner),
 		cmocka_unit_test(test_namespace_mapping),
 		cmocka_unit_test(test_existing),
