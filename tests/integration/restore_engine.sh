@@ -11,7 +11,8 @@
 # unknown backup, missing mapping ConfigMap, schedule without backups). Last
 # the CLI reads what the engine wrote: `stasis restore get|describe
 # --details|logs`, and `restore create` with its errors (unknown backup, bad
-# mapping text) and a Restore object as Velero's flags build it.
+# mapping text) and a Restore object as Velero's flags build it; then the
+# controller, started again, runs that Restore and one created with --wait.
 set -euo pipefail
 STASIS_ROOT=${STASIS_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$(dirname "$0")/controller_common.inc"
@@ -268,6 +269,20 @@ grep -q 'Restore request "rx" submitted successfully.' <<<"$out" || fail "create
 [ "$(jp restore rx '.spec.backupName')" = b1 ] || fail "backupName not stored"
 [ "$(jp restore rx '.spec.preserveNodePorts')" = true ] || fail "preserveNodePorts not stored"
 S restore --help | grep -q 'create \[NAME\]' || fail "restore --help"
+
+echo "--- the controller runs Restores"
+start_server "$work/server2.log" --bsl-sync-period 2s
+# rx was created above while no controller ran: it is picked up now.
+wait_phase restore rx Completed 60 >/dev/null || fail "restore rx not Completed"
+k -n test9 get deployment web >/dev/null 2>&1 || fail "rx did not restore into test9"
+out=$(S restore create r-ctl --from-backup b1 --namespace-mappings test:test5 --wait) ||
+	fail "restore create --wait: $out"
+grep -q '^Restore r-ctl Completed: 14/14 items restored$' <<<"$out" || fail "--wait progress: $out"
+grep -q 'Restore completed with status: Completed.' <<<"$out" || fail "--wait verdict: $out"
+[ "$(k -n test5 get configmap settings -o 'jsonpath={.metadata.labels.stasis\.io/restore-name}')" = r-ctl ] ||
+	fail "r-ctl did not restore the ConfigMap into test5"
+S restore logs r-ctl | grep -q 'msg="persistentvolumes pv-data: already exists and differs' ||
+	fail "r-ctl log lacks the existing PV"
 sed -n '1,12s/^/logs: /p' <<<"$logs"
 S restore describe r-map --details | sed 's/^/describe: /'
 echo "restore_engine: all checks passed"
