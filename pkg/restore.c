@@ -1027,6 +1027,19 @@ static void collect_owners(struct engine *e)
 	}
 }
 
+/*
+ * Velero's rule for a volume without a snapshot to restore it from: one the
+ * cluster provisioned (reclaim policy Delete) went with its claim, so the PV
+ * object is not restored and the claim is provisioned (and filled) afresh.
+ */
+static bool reprovisioned(const struct item *it)
+{
+	const char *pol =
+	        st_json_get_str(st_json_get_obj(it->obj, "spec"), "persistentVolumeReclaimPolicy");
+
+	return strcmp(it->gr, GR_PV) == 0 && pol != NULL && strcmp(pol, "Delete") == 0;
+}
+
 static int cmp_items(const void *a, const void *b)
 {
 	const struct item *x = *(const struct item *const *)a;
@@ -1060,6 +1073,12 @@ static void select_items(struct engine *e)
 		if (!st_restore_restorable(it->gr)) {
 			rlog(e, "info", "%s %s%s%s skipped: not a restorable resource", it->gr,
 			     str_or_empty(it->ns), it->ns ? "/" : "", it->name);
+			continue;
+		}
+		if (reprovisioned(it)) {
+			rlog(e, "info",
+			     "%s %s skipped: reclaim policy Delete, its claim is provisioned again",
+			     it->gr, it->name);
 			continue;
 		}
 		if (owner_in_backup(e, it, why, sizeof(why))) {
@@ -1234,15 +1253,15 @@ static const char *blocked_by(struct engine *e, struct json_object *obj, const c
 	return reason;
 }
 
-/* An object that exists: left alone, or replaced under existingResourcePolicy update. */
-static bool handle_existing(struct engine *e, const struct st_kube_gvr *gvr, const char *ns,
+/* An object that exists: left alone, or replaced under existingResourcePolicy update (counted as
+ * restored either way). */
+static void handle_existing(struct engine *e, const struct st_kube_gvr *gvr, const char *ns,
                             const char *what, struct json_object *obj)
 {
 	const char *name = st_json_get_str(st_json_get_obj(obj, "metadata"), "name");
 	struct json_object *cur = NULL, *merged = NULL, *res = NULL;
 	struct st_err err = ST_ERR_INIT;
 	enum st_restore_existing d;
-	bool ok = true;
 
 	if (st_kube_get(&cur, e->c, gvr, ns, name, NULL, &err) < 0) {
 		note(e, false, ns, "%s: already exists, and reading it failed: %s", what,
@@ -1272,7 +1291,6 @@ out:
 	json_object_put(cur);
 	json_object_put(merged);
 	json_object_put(res);
-	return ok;
 }
 
 static void add_volume(struct engine *e, const struct item *it, const char *ns,
@@ -1335,8 +1353,10 @@ static int create_one(struct engine *e, const struct item *it, struct json_objec
 		return 0;
 	}
 	json_object_put(res);
-	if (http == 409)
-		return handle_existing(e, &gvr, ns, what, obj) ? 0 : -1;
+	if (http == 409) {
+		handle_existing(e, &gvr, ns, what, obj);
+		return 0;
+	}
 	if (strcmp(it->gr, GR_PVC) == 0)
 		volume_failed(e, str_or_empty(ns), it->name, st_err_text(&err));
 	note(e, true, ns, "%s: %s", what, st_err_text(&err));

@@ -7,7 +7,9 @@
  * kubectl resolves them, label selector, cluster-scoped policy), drops the
  * children a restored controller recreates (a Pod whose controlling owner is
  * a ReplicaSet in the backup, a ReplicaSet owned by a Deployment, a Job
- * owned by a CronJob, ...), strips what the cluster assigns (uid,
+ * owned by a CronJob, ...) and the PersistentVolumes the cluster
+ * provisioned (reclaim policy Delete: their claims are provisioned and
+ * filled afresh), strips what the cluster assigns (uid,
  * resourceVersion, timestamps, managedFields, status, a Service's cluster
  * IPs and node ports, a Pod's nodeName, a PersistentVolume's claimRef uid),
  * applies the mappings (pkg/remap: namespaces, storage classes, image

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The restore engine on the Kubernetes API stand-in with a file:// location:
-# namespace test (a PV-bound claim, a claim whose volume the test mover
+# namespace test (a claim bound to a retained PV, one bound to a
+# provisioned PV (reclaim policy Delete), a claim whose volume the test mover
 # fails, ConfigMaps, a Secret, a NodePort Service, a Deployment with the
 # ReplicaSet and Pod it controls, a Deployment mounting the failing claim, a
 # Pod with a nodeName, a CronJob with the Job it controls, a custom resource
@@ -54,6 +55,26 @@ spec:
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 50Mi}}
   volumeName: pv-data
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv-dyn}
+spec:
+  capacity: {storage: 20Mi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Delete
+  storageClassName: fast
+  csi: {driver: csi.example.com, volumeHandle: vol-123}
+  claimRef: {namespace: test, name: dyn}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: dyn, namespace: test}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: fast
+  resources: {requests: {storage: 20Mi}}
+  volumeName: pv-dyn
 ---
 apiVersion: v1
 kind: PersistentVolumeClaim
@@ -207,7 +228,7 @@ server=
 
 # The disaster: the namespace, its volume and the CRD are gone.
 k delete namespace test --wait=true >/dev/null || fail "delete namespace test"
-k delete pv pv-data >/dev/null || fail "delete pv"
+k delete pv pv-data pv-dyn >/dev/null || fail "delete pvs"
 k delete crd widgets.example.com >/dev/null || fail "delete crd"
 for i in $(seq 50); do
 	k get namespace test >/dev/null 2>&1 || break
@@ -277,7 +298,7 @@ wait_phase restore rx Completed 60 >/dev/null || fail "restore rx not Completed"
 k -n test9 get deployment web >/dev/null 2>&1 || fail "rx did not restore into test9"
 out=$(S restore create r-ctl --from-backup b1 --namespace-mappings test:test5 --wait) ||
 	fail "restore create --wait: $out"
-grep -q '^Restore r-ctl Completed: 14/14 items restored$' <<<"$out" || fail "--wait progress: $out"
+grep -q '^Restore r-ctl Completed: 15/15 items restored$' <<<"$out" || fail "--wait progress: $out"
 grep -q 'Restore completed with status: Completed.' <<<"$out" || fail "--wait verdict: $out"
 [ "$(k -n test5 get configmap settings -o 'jsonpath={.metadata.labels.stasis\.io/restore-name}')" = r-ctl ] ||
 	fail "r-ctl did not restore the ConfigMap into test5"
