@@ -9,7 +9,8 @@
 # CRD are deleted; then restore_test's "restore_engine" group runs
 # st_restore_run (namespace mapping, PV claimRef, controller-owned children
 # skipped, volumes before workloads, existing-object policies, filters,
-# storage-class and image mappings from the spec and a Velero ConfigMap,
+# storage-class and image mappings from the spec and a Velero ConfigMap, a
+# restore stopped half-way,
 # unknown backup, missing mapping ConfigMap, schedule without backups). Last
 # the CLI reads what the engine wrote: `stasis restore get|describe
 # --details|logs`, and `restore create` with its errors (unknown backup, bad
@@ -243,9 +244,9 @@ STASIS_RESTORE_KUBECONFIG=$work/kubeconfig STASIS_RESTORE_STORE=file://$store \
 		cat "$work/engine.log" >&2
 		fail "restore_engine tests failed"
 	}
-grep -E '^\[  PASSED  \] 5 test' "$work/engine.log" >/dev/null || {
+grep -E '^\[  PASSED  \] 6 test' "$work/engine.log" >/dev/null || {
 	cat "$work/engine.log" >&2
-	fail "restore_engine did not run its 5 tests"
+	fail "restore_engine did not run its 6 tests"
 }
 sed -n 's/^/engine: /p' "$work/engine.log" | grep -E 'PASSED|FAILED|OK' || true
 
