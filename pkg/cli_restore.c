@@ -877,11 +877,13 @@ static int print_stored(struct st_cli_ctx *ctx, struct json_object *restore, con
 	struct json_object *backup = NULL;
 	struct st_err err = ST_ERR_INIT;
 	struct st_kube_gvr gvr;
-	char key[1024];
+	char key[1024], label[320];
 	long http = 0;
 	int rc;
 
 	st_cli_gvr_backup(&gvr);
+	if (name == NULL)
+		return ST_EINVAL;
 	if (bname != NULL &&
 	    st_kube_get(&backup, ctx->client, &gvr, ctx->ns, bname, &http, &err) < 0 &&
 	    http != 404) {
@@ -889,7 +891,8 @@ static int print_stored(struct st_cli_ctx *ctx, struct json_object *restore, con
 		return ST_EUPSTREAM;
 	}
 	(void)snprintf(key, sizeof(key), "restores/%s/restore-%s-%s.gz", name, name, suffix);
-	rc = st_cli_store_get_gz(ctx, backup, key, what, creds, f);
+	(void)snprintf(label, sizeof(label), "%s for restore %s", what, name);
+	rc = st_cli_store_get_gz(ctx, backup, key, label, creds, f);
 	json_object_put(backup);
 	return rc;
 }

@@ -130,7 +130,6 @@ static int find_location(struct json_object **out, struct st_cli_ctx *ctx, const
 int st_cli_store_get_gz(struct st_cli_ctx *ctx, struct json_object *backup, const char *key,
                         const char *what, const char *credentials_file, FILE *f)
 {
-	const char *name = st_json_get_str(st_json_get_obj(backup, "metadata"), "name");
 	const char *loc = st_json_get_str(st_json_get_obj(backup, "spec"), "storageLocation");
 	struct json_object *bsl = NULL;
 	struct st_cli_gunzip *g = NULL;
@@ -151,8 +150,7 @@ int st_cli_store_get_gz(struct st_cli_ctx *ctx, struct json_object *backup, cons
 	}
 	rc = st_store_get(b.store, key, 0, UINT64_MAX, write_gz, g, &err);
 	if (rc == ST_ENOTFOUND) {
-		st_cli_errorf(ctx, "no %s for %s in %s (%s): not written yet", what,
-		              name != NULL ? name : "the backup", b.url, key);
+		st_cli_errorf(ctx, "no %s in %s (%s): not written yet", what, b.url, key);
 		goto out;
 	}
 	if (rc < 0) {
@@ -176,10 +174,11 @@ int st_cli_store_backup_logs(struct st_cli_ctx *ctx, struct json_object *backup,
                              const char *credentials_file, FILE *f)
 {
 	const char *name = st_json_get_str(st_json_get_obj(backup, "metadata"), "name");
-	char key[1024];
+	char key[1024], what[300];
 
 	if (name == NULL)
 		return ST_EINVAL;
 	(void)snprintf(key, sizeof(key), "backups/%s/%s-logs.gz", name, name);
-	return st_cli_store_get_gz(ctx, backup, key, "logs", credentials_file, f);
+	(void)snprintf(what, sizeof(what), "logs for backup %s", name);
+	return st_cli_store_get_gz(ctx, backup, key, what, credentials_file, f);
 }

@@ -291,6 +291,9 @@ grep -q 'Restore request "rx" submitted successfully.' <<<"$out" || fail "create
 [ "$(jp restore rx '.spec.namespaceMapping.test')" = test9 ] || fail "namespaceMapping not stored"
 [ "$(jp restore rx '.spec.backupName')" = b1 ] || fail "backupName not stored"
 [ "$(jp restore rx '.spec.preserveNodePorts')" = true ] || fail "preserveNodePorts not stored"
+if S restore logs rx 2>"$work/err"; then fail "logs of a restore that has not run"; fi
+grep -q "no logs for restore rx in file://$store (restores/rx/restore-rx-logs.gz): not written yet" "$work/err" ||
+	fail "logs of a restore that has not run: $(cat "$work/err")"
 S restore --help | grep -q 'create \[NAME\]' || fail "restore --help"
 
 echo "--- the controller runs Restores"
