@@ -1,8 +1,12 @@
 /*
  * The restore engine's pure parts (order, stripping, claim unbinding,
  * controlling owners, namespace mapping of objects and PV claimRefs, the
- * existing-object decision and update body, the claims a workload mounts)
- * and the CLI's mapping parser and output. The engine itself runs against
+ * existing-object decision and update body, the claims a workload mounts),
+ * the CLI's mapping parser and output, and the engine's plan on a tarball
+ * built here: with an API server that refuses every connection, each
+ * create fails and the log shows the order of the attempts and what was
+ * skipped (controlled children, a Node, a plain copy beside the
+ * preferred-version one). The engine itself also runs against
  * the API stand-in: tests/integration/restore_engine.sh starts it, takes a
  * backup with the controller, and runs this binary again with
  * STASIS_RESTORE_KUBECONFIG set, which selects the "restore_engine" group
@@ -16,11 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cmocka.h>
 #include <json-c/json.h>
 
+#include "pkg/archive.h"
 #include "pkg/cli_restore.h"
 #include "pkg/kube.h"
 #include "pkg/remap.h"
@@ -511,6 +518,176 @@ static void test_cli_output(void **state)
 	json_object_put(results);
 }
 
+/* Inflates one gzip member of glen bytes into out (cap bytes); 0 on success. */
+static int uncompress_gz(char *out, unsigned long cap, const char *gz, size_t glen)
+{
+	z_stream z;
+	int zr;
+
+	memset(&z, 0, sizeof(z));
+	if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
+		return -1;
+	z.next_in = (unsigned char *)(uintptr_t)gz;
+	z.avail_in = (uInt)glen;
+	z.next_out = (unsigned char *)out;
+	z.avail_out = (uInt)cap;
+	zr = inflate(&z, Z_FINISH);
+	inflateEnd(&z);
+	return zr == Z_STREAM_END ? 0 : -1;
+}
+
+/* ---- the engine's plan, with an API server that refuses every connection ---------------- */
+
+static void add_entry(struct st_archive_writer *w, const char *name, const char *json)
+{
+	struct st_err err = ST_ERR_INIT;
+
+	assert_int_equal(st_archive_writer_add_file(w, name, NULL, json, strlen(json), &err), 0);
+}
+
+#define OWNED(kind, name)                                                                         \
+	"\"ownerReferences\":[{\"apiVersion\":\"apps/v1\",\"kind\":\"" kind "\",\"name\":\"" name \
+	"\",\"uid\":\"u\",\"controller\":true}]"
+
+/* A backup tarball in Velero's layout, written to dir/backups/b1/b1.tar.gz. */
+static void write_backup(const char *dir)
+{
+	static const char *const entries[][2] = {
+		{ "resources/pods/v1-preferredversion/namespaces/ns1/web-rs-x.json",
+		  "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"web-rs-x\","
+		  "\"namespace\":\"ns1\"," OWNED("ReplicaSet", "web-rs") "}}" },
+		{ "resources/replicasets.apps/v1-preferredversion/namespaces/ns1/web-rs.json",
+		  "{\"apiVersion\":\"apps/v1\",\"kind\":\"ReplicaSet\",\"metadata\":{\"name\":"
+		  "\"web-rs\",\"namespace\":\"ns1\"," OWNED("Deployment", "web") "}}" },
+		{ "resources/deployments.apps/v1-preferredversion/namespaces/ns1/web.json",
+		  "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":"
+		  "\"web\",\"namespace\":\"ns1\"}}" },
+		{ "resources/pods/v1-preferredversion/namespaces/ns1/orphan.json",
+		  "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"orphan\","
+		  "\"namespace\":\"ns1\"," OWNED("ReplicaSet", "gone") "}}" },
+		{ "resources/configmaps/namespaces/ns1/c.json",
+		  "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\","
+		  "\"namespace\":\"ns1\"}}" },
+		{ "resources/configmaps/v1-preferredversion/namespaces/ns1/c.json",
+		  "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\","
+		  "\"namespace\":\"ns1\"}}" },
+		{ "resources/namespaces/v1-preferredversion/cluster/ns1.json",
+		  "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"ns1\"}"
+		  "}" },
+		{ "resources/widgets.example.com/v1-preferredversion/namespaces/ns1/w.json",
+		  "{\"apiVersion\":\"example.com/v1\",\"kind\":\"Widget\",\"metadata\":{\"name\":"
+		  "\"w\",\"namespace\":\"ns1\"}}" },
+		{ "resources/customresourcedefinitions.apiextensions.k8s.io/v1-preferredversion/"
+		  "cluster/widgets.example.com.json",
+		  "{\"apiVersion\":\"apiextensions.k8s.io/v1\",\"kind\":"
+		  "\"CustomResourceDefinition\",\"metadata\":{\"name\":\"widgets.example.com\"}}" },
+		{ "resources/nodes/v1-preferredversion/cluster/n1.json",
+		  "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"n1\"}}" },
+	};
+	struct st_archive_writer *w = NULL;
+	struct st_buf gz = ST_BUF_INIT(1u << 20);
+	struct st_err err = ST_ERR_INIT;
+	char path[512];
+	FILE *f;
+	size_t i;
+
+	assert_int_equal(st_archive_writer_new(&w, st_archive_buf_write, &gz), 0);
+	add_entry(w, "metadata/version", "1.1.0");
+	for (i = 0; i < sizeof(entries) / sizeof(entries[0]); i++)
+		add_entry(w, entries[i][0], entries[i][1]);
+	assert_int_equal(st_archive_writer_finish(w, &err), 0);
+	st_archive_writer_free(w);
+	(void)snprintf(path, sizeof(path), "%s/backups", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	(void)snprintf(path, sizeof(path), "%s/backups/b1", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	(void)snprintf(path, sizeof(path), "%s/backups/b1/b1.tar.gz", dir);
+	assert_non_null(f = fopen(path, "wb"));
+	assert_int_equal(fwrite(gz.ptr, 1, gz.len, f), gz.len);
+	assert_int_equal(fclose(f), 0);
+	st_buf_dispose(&gz);
+}
+
+/* Position of the log line about "what: " (an attempt that failed), or -1. */
+static long attempt_at(const char *log, const char *what)
+{
+	char needle[256];
+	const char *p;
+
+	(void)snprintf(needle, sizeof(needle), "msg=\"%s: ", what);
+	p = strstr(log, needle);
+	return p != NULL ? (long)(p - log) : -1;
+}
+
+static void test_plan(void **state)
+{
+	struct st_kube_client_options co = ST_KUBE_CLIENT_OPTIONS_INIT;
+	struct st_restore_options o = ST_RESTORE_OPTIONS_INIT;
+	struct st_kube_config cfg;
+	struct st_kube_client *c = NULL;
+	struct st_store *s = NULL;
+	struct st_restore_result res;
+	struct st_err err = ST_ERR_INIT;
+	struct json_object *r = parse("{\"apiVersion\":\"stasis.io/v1alpha1\",\"kind\":\"Restore\","
+	                              "\"metadata\":{\"name\":\"r1\",\"namespace\":\"stasis\"},"
+	                              "\"spec\":{\"backupName\":\"b1\"}}");
+	char dir[] = "/tmp/st-restore-plan-XXXXXX";
+	char url[600], *log = NULL, *gz = NULL;
+	size_t len = 0;
+	static const char *const order[] = {
+		"customresourcedefinitions.apiextensions.k8s.io widgets.example.com",
+		"namespaces ns1",
+		"configmaps ns1/c",
+		"pods ns1/orphan",
+		"deployments.apps ns1/web",
+		"widgets.example.com ns1/w",
+	};
+	size_t i;
+	long prev = -1, at;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	write_backup(dir);
+	(void)snprintf(url, sizeof(url), "file://%s", dir);
+	assert_int_equal(st_store_open(&s, url, NULL, &err), 0);
+	/* Port 1 on loopback refuses at once: every create fails, in the engine's order. */
+	st_kube_config_init(&cfg);
+	cfg.server = strdup("http://127.0.0.1:1");
+	co.max_retries = 1;
+	co.backoff_ms = 1;
+	assert_int_equal(st_kube_client_new(&c, &cfg, &co, &err), 0);
+	st_kube_config_dispose(&cfg);
+	o.crd_wait_s = 1;
+	assert_int_equal(st_restore_run(&res, c, s, r, &o, &err), 0);
+	assert_string_equal(res.phase, "PartiallyFailed");
+	assert_int_equal(res.total_items, 6); /* two children, the Node and a duplicate left out */
+	assert_int_equal(res.items_restored, 0);
+	assert_int_equal(
+	        st_store_get_mem(&gz, &len, s, "restores/r1/restore-r1-logs.gz", 1u << 20, &err),
+	        0);
+	assert_non_null(log = calloc(1, (1u << 20) + 1));
+	assert_int_equal(uncompress_gz(log, 1u << 20, gz, len), 0);
+	free(gz);
+	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		at = attempt_at(log, order[i]);
+		if (at <= prev)
+			fail_msg("%s attempted at %ld, after %ld:\n%s", order[i], at, prev, log);
+		prev = at;
+	}
+	assert_non_null(strstr(log, "pods ns1/web-rs-x skipped: its controller ReplicaSet web-rs"));
+	assert_non_null(
+	        strstr(log, "replicasets.apps ns1/web-rs skipped: its controller Deployment"));
+	assert_non_null(strstr(log, "nodes n1 skipped: not a restorable resource"));
+	assert_null(strstr(log, "msg=\"pods ns1/web-rs-x: "));
+	assert_int_equal(attempt_at(strstr(log, "configmaps ns1/c: ") + 1, "configmaps ns1/c"), -1);
+	free(log);
+	json_object_put(r);
+	st_kube_client_free(c);
+	st_store_free(s);
+	(void)snprintf(url, sizeof(url), "rm -rf '%s'", dir);
+	assert_int_equal(system(url), 0);
+}
+
 #include "restore_engine_test.inc"
 
 int main(void)
@@ -526,6 +703,7 @@ int main(void)
 		cmocka_unit_test(test_claims_of),
 		cmocka_unit_test(test_parse_mappings),
 		cmocka_unit_test(test_cli_output),
+		cmocka_unit_test(test_plan),
 	};
 
 	if (getenv("STASIS_RESTORE_KUBECONFIG") != NULL)
