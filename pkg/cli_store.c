@@ -127,38 +127,30 @@ static int find_location(struct json_object **out, struct st_cli_ctx *ctx, const
 	return 0;
 }
 
-int st_cli_store_backup_logs(struct st_cli_ctx *ctx, struct json_object *backup,
-                             const char *credentials_file, FILE *f)
+int st_cli_store_get_gz(struct st_cli_ctx *ctx, struct json_object *backup, const char *key,
+                        const char *what, const char *credentials_file, FILE *f)
 {
-	const char *name = st_json_get_str(st_json_get_obj(backup, "metadata"), "name");
 	const char *loc = st_json_get_str(st_json_get_obj(backup, "spec"), "storageLocation");
 	struct json_object *bsl = NULL;
 	struct st_cli_gunzip *g = NULL;
 	struct st_err err = ST_ERR_INIT;
 	struct st_bsl b;
-	char key[1024];
 	int rc;
 
 	st_bsl_init(&b);
-	if (name == NULL)
-		return ST_EINVAL;
 	if ((rc = find_location(&bsl, ctx, loc)) < 0)
 		goto out;
 	if ((rc = st_bsl_open(&b, ctx->client, bsl, credentials_file, &err)) < 0) {
 		st_cli_errorf(ctx, "open the storage location: %s", st_err_text(&err));
 		goto out;
 	}
-	(void)snprintf(key, sizeof(key), "backups/%s/%s-logs.gz", name, name);
 	if ((g = st_cli_gunzip_new(f)) == NULL) {
 		rc = ST_ENOMEM;
 		goto out;
 	}
 	rc = st_store_get(b.store, key, 0, UINT64_MAX, write_gz, g, &err);
 	if (rc == ST_ENOTFOUND) {
-		st_cli_errorf(ctx,
-		              "no logs for backup %s in %s (%s): the backup has not written "
-		              "them yet",
-		              name, b.url, key);
+		st_cli_errorf(ctx, "no %s in %s (%s): not written yet", what, b.url, key);
 		goto out;
 	}
 	if (rc < 0) {
@@ -176,4 +168,17 @@ out:
 	st_bsl_close(&b);
 	json_object_put(bsl);
 	return rc;
+}
+
+int st_cli_store_backup_logs(struct st_cli_ctx *ctx, struct json_object *backup,
+                             const char *credentials_file, FILE *f)
+{
+	const char *name = st_json_get_str(st_json_get_obj(backup, "metadata"), "name");
+	char key[1024], what[300];
+
+	if (name == NULL)
+		return ST_EINVAL;
+	(void)snprintf(key, sizeof(key), "backups/%s/%s-logs.gz", name, name);
+	(void)snprintf(what, sizeof(what), "logs for backup %s", name);
+	return st_cli_store_get_gz(ctx, backup, key, what, credentials_file, f);
 }

@@ -28,6 +28,16 @@ int st_cli_store_backup_logs(struct st_cli_ctx *ctx, struct json_object *backup,
                              const char *credentials_file, FILE *f) ST_WARN_UNUSED;
 
 /*
+ * Prints the gzip-compressed object key of the storage location of backup
+ * (a Backup object, borrowed; spec.storageLocation, else the default
+ * location; NULL: the default location), decompressed, to f. what names the
+ * object in messages ("logs for backup b1").
+ * Errors are printed with the context's verb; returns 0 or a negative ST_E*.
+ */
+int st_cli_store_get_gz(struct st_cli_ctx *ctx, struct json_object *backup, const char *key,
+                        const char *what, const char *credentials_file, FILE *f) ST_WARN_UNUSED;
+
+/*
  * Streams gzip data to f through an inflater: st_cli_gunzip_new, then feed
  * every chunk, then finish (ST_EPROTO when the stream is truncated or corrupt).
  */

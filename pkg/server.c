@@ -19,6 +19,7 @@
 #include "pkg/bsl.h"
 #include "pkg/dataserver.h"
 #include "pkg/kube.h"
+#include "pkg/restore.h"
 #include "pkg/schedule.h"
 #include "pkg/store.h"
 #include "pkg/util/json.h"
@@ -43,8 +44,9 @@ const char st_server_usage[] =
         "Usage: stasis server [options]\n"
         "\n"
         "Runs the controller: holds a Lease so that one replica acts, validates the\n"
-        "BackupStorageLocations and runs the Backups of its namespace one at a time,\n"
-        "creates the Backups of its Schedules and deletes Backups past their expiration.\n"
+        "BackupStorageLocations and runs the Backups and Restores of its namespace one at\n"
+        "a time, creates the Backups of its Schedules and deletes Backups past their\n"
+        "expiration.\n"
         "\n"
         "Options:\n"
         "  -n, --namespace NS         namespace of the custom resources (default stasis)\n"
@@ -86,6 +88,8 @@ enum job_kind {
 	JOB_BACKUP = 0,
 	JOB_DELETE,
 	JOB_ORPHAN,
+	JOB_RESTORE,
+	JOB_RESTORE_ORPHAN,
 };
 
 struct job {
@@ -105,6 +109,7 @@ struct server {
 	struct st_kube_gvr bsls;
 	struct st_kube_gvr leases;
 	struct st_kube_gvr schedules;
+	struct st_kube_gvr restores;
 	atomic_bool stop;
 	atomic_bool lease_lost;
 	pthread_mutex_t mu;
@@ -113,6 +118,7 @@ struct server {
 	size_t qlen;
 	size_t qcap;
 	bool initial_synced;          /* guarded by mu: the first Backup list was seen */
+	bool restores_synced;         /* guarded by mu: the first Restore list was seen */
 	struct json_object *bsl_gens; /* name -> generation last validated (BSL thread only) */
 	long long progress_ms;        /* worker only */
 	const char *current;          /* worker only: the Backup being run */
@@ -420,6 +426,20 @@ static struct json_object *failed_status(const char *reason, const char *validat
 	return st;
 }
 
+/* Patches a Restore's status with st (taken), as backup_status does for Backups. */
+static void restore_status(struct server *srv, const char *name, struct json_object *st)
+{
+	struct json_object *body = json_object_new_object();
+	struct st_err err = { 0 };
+	int rc;
+
+	json_object_object_add(body, "status", st);
+	rc = patch(srv, &srv->restores, name, "status", body, &err);
+	if (rc < 0 && rc != ST_ENOTFOUND)
+		st_log_err("restore %s/%s: writing status: %s", srv->ns, name, st_err_text(&err));
+	json_object_put(body);
+}
+
 /* ---- storage locations ------------------------------------------------------------------ */
 
 static void bsl_status(struct server *srv, const char *name, bool ok, const char *message)
@@ -587,6 +607,45 @@ static void *backup_watch_thread(void *arg)
 		if (st_kube_watch(srv->c, &srv->backups, srv->ns, &wo, on_backup_event, srv, &err) <
 		    0) {
 			st_log_warn("watching backups: %s", st_err_text(&err));
+			sleep_unless_stopped(srv, WATCH_RETRY_S * 1000);
+		}
+	}
+	return NULL;
+}
+
+static int on_restore_event(enum st_kube_event_type type, struct json_object *obj, void *payload)
+{
+	struct server *srv = payload;
+	const char *name = st_json_get_str(st_json_get_obj(obj, "metadata"), "name");
+	const char *phase = st_json_get_str(st_json_get_obj(obj, "status"), "phase");
+	bool synced;
+
+	pthread_mutex_lock(&srv->mu);
+	if (type == ST_KUBE_EVENT_SYNCED)
+		srv->restores_synced = true;
+	synced = srv->restores_synced;
+	pthread_mutex_unlock(&srv->mu);
+	if (name == NULL || (type != ST_KUBE_EVENT_ADDED && type != ST_KUBE_EVENT_MODIFIED))
+		return atomic_load(&srv->stop) ? 1 : 0;
+	if (phase == NULL || phase[0] == '\0' || strcmp(phase, "New") == 0)
+		enqueue(srv, JOB_RESTORE, name);
+	else if (strcmp(phase, "InProgress") == 0 && !synced)
+		enqueue(srv, JOB_RESTORE_ORPHAN, name);
+	return atomic_load(&srv->stop) ? 1 : 0;
+}
+
+static void *restore_watch_thread(void *arg)
+{
+	struct server *srv = arg;
+
+	while (!atomic_load(&srv->stop)) {
+		struct st_kube_watch_options wo = ST_KUBE_WATCH_OPTIONS_INIT;
+		struct st_err err = { 0 };
+
+		wo.cancel = &srv->stop;
+		if (st_kube_watch(srv->c, &srv->restores, srv->ns, &wo, on_restore_event, srv,
+		                  &err) < 0) {
+			st_log_warn("watching restores: %s", st_err_text(&err));
 			sleep_unless_stopped(srv, WATCH_RETRY_S * 1000);
 		}
 	}
@@ -861,6 +920,228 @@ out:
 	json_object_put(bsl);
 }
 
+/* What the volume phase of a restore needs. */
+struct restore_fill {
+	struct server *srv;
+	const char *name;
+	struct st_bsl *b;
+};
+
+static void on_restore_progress(unsigned total, unsigned done, void *payload)
+{
+	const struct restore_fill *f = payload;
+	struct server *srv = f->srv;
+	struct json_object *st, *prog;
+	long long t = now_ms();
+
+	if (t - srv->progress_ms < PROGRESS_INTERVAL_MS)
+		return;
+	srv->progress_ms = t;
+	st = json_object_new_object();
+	prog = json_object_new_object();
+	json_object_object_add(prog, "totalItems", json_object_new_int((int)total));
+	json_object_object_add(prog, "itemsRestored", json_object_new_int((int)done));
+	json_object_object_add(st, "progress", prog);
+	restore_status(srv, srv->current, st);
+}
+
+/*
+ * The Backup a Restore names (spec.backupName, else the newest Completed one
+ * of spec.scheduleName, recorded into the spec), which must have finished.
+ */
+static int restore_backup(struct json_object **out, struct server *srv, const char *name,
+                          struct json_object *restore, struct st_err *err)
+{
+	struct json_object *spec = st_json_get_obj(restore, "spec");
+	const char *bname = st_json_get_str(spec, "backupName");
+	const char *sched = st_json_get_str(spec, "scheduleName");
+	const char *phase;
+	char buf[256];
+	int rc;
+
+	*out = NULL;
+	if ((bname == NULL || bname[0] == '\0') && sched != NULL && sched[0] != '\0') {
+		struct json_object *body = json_object_new_object();
+		struct json_object *bspec = json_object_new_object();
+
+		if ((rc = st_restore_schedule_backup(buf, sizeof(buf), srv->c, srv->ns, sched,
+		                                     err)) < 0) {
+			json_object_put(body);
+			json_object_put(bspec);
+			return rc;
+		}
+		st_json_add_str(bspec, "backupName", buf);
+		json_object_object_add(body, "spec", bspec);
+		if (patch(srv, &srv->restores, name, NULL, body, err) < 0)
+			st_log_warn("restore %s/%s: recording its backup: %s", srv->ns, name,
+			            st_err_text(err));
+		st_err_clear(err);
+		json_object_put(body);
+		st_json_add_str(spec, "backupName", buf);
+		bname = st_json_get_str(spec, "backupName");
+	}
+	if (bname == NULL || bname[0] == '\0')
+		return st_err_set(err, ST_EINVAL, "spec.backupName or spec.scheduleName is needed");
+	if ((rc = st_kube_get(out, srv->c, &srv->backups, srv->ns, bname, NULL, err)) < 0)
+		return rc;
+	phase = st_json_get_str(st_json_get_obj(*out, "status"), "phase");
+	if (phase == NULL ||
+	    (strcmp(phase, "Completed") != 0 && strcmp(phase, "PartiallyFailed") != 0)) {
+		json_object_put(*out);
+		*out = NULL;
+		return st_err_set(err, ST_EINVAL,
+		                  "backup %s is %s; only a Completed or PartiallyFailed backup can "
+		                  "be restored",
+		                  bname, phase != NULL && phase[0] != '\0' ? phase : "New");
+	}
+	return 0;
+}
+
+static void restore_volume_log(const char *level, const char *msg, void *payload)
+{
+	const struct restore_fill *f = payload;
+
+	if (strcmp(level, "error") == 0)
+		st_log_err("restore %s/%s: %s", f->srv->ns, f->name, msg);
+	else if (strcmp(level, "warning") == 0)
+		st_log_warn("restore %s/%s: %s", f->srv->ns, f->name, msg);
+	else
+		st_log_info("restore %s/%s: %s", f->srv->ns, f->name, msg);
+}
+
+static void restore_volume_status(struct json_object *st, void *payload)
+{
+	const struct restore_fill *f = payload;
+
+	restore_status(f->srv, f->name, json_object_get(st));
+}
+
+/* Fills the claims a restore created, through restore movers (pkg/volumes.h). */
+static int fill_restored_volumes(struct st_restore_volume *vols, size_t n,
+                                 struct json_object *restore, void *payload)
+{
+	struct restore_fill *f = payload;
+	struct st_volumes_config cfg = f->srv->vol;
+	struct st_volumes_restore_item *items = st_xcalloc(n, sizeof(*items));
+	const char *backup = st_json_get_str(st_json_get_obj(restore, "spec"), "backupName");
+	struct st_err err = { 0 };
+	size_t i;
+
+	cfg.repo_store = f->b->repo;
+	cfg.status = restore_volume_status;
+	cfg.status_payload = f;
+	for (i = 0; i < n; i++) {
+		(void)snprintf(items[i].namespace, sizeof(items[i].namespace), "%s",
+		               vols[i].namespace);
+		(void)snprintf(items[i].pvc, sizeof(items[i].pvc), "%s", vols[i].name);
+		(void)snprintf(items[i].source_namespace, sizeof(items[i].source_namespace), "%s",
+		               vols[i].orig_namespace);
+		(void)snprintf(items[i].source_pvc, sizeof(items[i].source_pvc), "%s",
+		               vols[i].orig_name);
+	}
+	if (st_volumes_restore(items, n, &cfg, f->b->store, backup ? backup : "", f->name,
+	                       restore_volume_log, f, &f->srv->stop, &err) < 0) {
+		for (i = 0; i < n; i++) {
+			items[i].ok = false;
+			(void)snprintf(items[i].error, sizeof(items[i].error), "%s",
+			               st_err_text(&err));
+		}
+	}
+	for (i = 0; i < n; i++) {
+		if (items[i].ok)
+			continue;
+		vols[i].failed = true;
+		(void)snprintf(vols[i].reason, sizeof(vols[i].reason), "volume data: %s",
+		               items[i].error);
+	}
+	free(items);
+	return 0;
+}
+
+static void run_restore(struct server *srv, const char *name, struct json_object *restore,
+                        struct st_bsl *b)
+{
+	struct restore_fill fill = { srv, name, b };
+	struct st_store *s = b->store;
+	struct st_restore_options ro = ST_RESTORE_OPTIONS_INIT;
+	struct st_restore_result res;
+	struct st_err err = { 0 };
+	struct json_object *st = json_object_new_object();
+	char ts[32];
+
+	st_json_add_str(st, "phase", "InProgress");
+	st_backup_format_time(ts, sizeof(ts), (long long)time(NULL));
+	st_json_add_str(st, "startTimestamp", ts);
+	restore_status(srv, name, st);
+	ro.cancel = &srv->stop;
+	ro.progress = on_restore_progress;
+	ro.payload = &fill;
+	ro.config_namespace = srv->ns;
+	ro.fill_volumes = fill_restored_volumes;
+	srv->current = name;
+	srv->progress_ms = now_ms();
+	if (st_restore_run(&res, srv->c, s, restore, &ro, &err) < 0) {
+		restore_status(srv, name, failed_status(res.failure_reason, NULL));
+	} else if (json_object_object_get_ex(restore, "status", &st)) {
+		restore_status(srv, name, json_object_get(st));
+		st_log_info("restore %s/%s: %s (%u of %u items, %u errors, %u warnings)", srv->ns,
+		            name, res.phase, res.items_restored, res.total_items, res.errors,
+		            res.warnings);
+	}
+	srv->current = NULL;
+}
+
+static void job_restore(struct server *srv, const char *name)
+{
+	struct json_object *restore = NULL, *backup = NULL, *bsl = NULL;
+	struct st_err err = { 0 };
+	struct st_bsl b;
+	const char *phase;
+
+	st_bsl_init(&b);
+	if (st_kube_get(&restore, srv->c, &srv->restores, srv->ns, name, NULL, &err) < 0)
+		goto out;
+	phase = st_json_get_str(st_json_get_obj(restore, "status"), "phase");
+	if (phase != NULL && phase[0] != '\0' && strcmp(phase, "New") != 0)
+		goto out;
+	if (restore_backup(&backup, srv, name, restore, &err) < 0 ||
+	    find_bsl(&bsl, srv, st_json_get_str(st_json_get_obj(backup, "spec"), "storageLocation"),
+	             &err) < 0 ||
+	    st_bsl_open(&b, srv->c, bsl, srv->credentials_file, &err) < 0) {
+		st_log_err("restore %s/%s: %s", srv->ns, name, st_err_text(&err));
+		restore_status(srv, name, failed_status(st_err_text(&err), NULL));
+		goto out;
+	}
+	st_log_info("restore %s/%s: starting", srv->ns, name);
+	run_restore(srv, name, restore, &b);
+out:
+	st_bsl_close(&b);
+	json_object_put(restore);
+	json_object_put(backup);
+	json_object_put(bsl);
+}
+
+static void job_restore_orphan(struct server *srv, const char *name)
+{
+	struct json_object *restore = NULL;
+	struct st_err err = { 0 };
+	const char *phase;
+
+	if (st_kube_get(&restore, srv->c, &srv->restores, srv->ns, name, NULL, &err) < 0)
+		goto out;
+	phase = st_json_get_str(st_json_get_obj(restore, "status"), "phase");
+	if (phase == NULL || strcmp(phase, "InProgress") != 0)
+		goto out;
+	st_log_warn("restore %s/%s: the controller restarted while it was in progress; marking "
+	            "it Failed",
+	            srv->ns, name);
+	restore_status(
+	        srv, name,
+	        failed_status("controller restarted while the restore was in progress", NULL));
+out:
+	json_object_put(restore);
+}
+
 /*
  * Lists the Backups again and queues what still needs work: deletions that
  * failed (their location was down) and new Backups whose events were lost.
@@ -928,6 +1209,10 @@ static void *worker_thread(void *arg)
 			job_backup(srv, j.name);
 		else if (j.kind == JOB_DELETE)
 			job_delete(srv, j.name);
+		else if (j.kind == JOB_RESTORE)
+			job_restore(srv, j.name);
+		else if (j.kind == JOB_RESTORE_ORPHAN)
+			job_restore_orphan(srv, j.name);
 		else
 			job_orphan(srv, j.name);
 		idle_since = now_ms();
@@ -1572,6 +1857,8 @@ static int setup(struct server *srv, const struct server_opts *o, char *identity
 	    (rc = st_kube_gvr_set(&srv->leases, "coordination.k8s.io", "v1", "leases", "Lease",
 	                          true)) < 0 ||
 	    (rc = st_kube_gvr_set(&srv->schedules, "stasis.io", "v1alpha1", "schedules", "Schedule",
+	                          true)) < 0 ||
+	    (rc = st_kube_gvr_set(&srv->restores, "stasis.io", "v1alpha1", "restores", "Restore",
 	                          true)) < 0)
 		goto out;
 	rc = 0;
@@ -1583,11 +1870,12 @@ out:
 /* Runs the threads while the Lease is held; returns when a stop was requested. */
 static void serve(struct server *srv)
 {
-	pthread_t lease, bw, bslw, worker, sw, sched;
+	pthread_t lease, bw, bslw, worker, sw, sched, rw;
 
 	(void)pthread_create(&lease, NULL, lease_thread, srv);
 	(void)pthread_create(&bw, NULL, backup_watch_thread, srv);
 	(void)pthread_create(&bslw, NULL, bsl_thread, srv);
+	(void)pthread_create(&rw, NULL, restore_watch_thread, srv);
 	(void)pthread_create(&worker, NULL, worker_thread, srv);
 	(void)pthread_create(&sw, NULL, schedule_watch_thread, srv);
 	(void)pthread_create(&sched, NULL, schedule_thread, srv);
@@ -1600,6 +1888,7 @@ static void serve(struct server *srv)
 	(void)pthread_join(sw, NULL);
 	(void)pthread_join(bw, NULL);
 	(void)pthread_join(bslw, NULL);
+	(void)pthread_join(rw, NULL);
 	(void)pthread_join(lease, NULL);
 }
 

@@ -16,6 +16,7 @@
 #include "pkg/cli_backup.h"
 #include "pkg/cli_bsl.h"
 #include "pkg/cli_install.h"
+#include "pkg/cli_restore.h"
 #include "pkg/cli_schedule.h"
 #include "pkg/cli_version.h"
 #include "pkg/server.h"
@@ -69,6 +70,8 @@ static const struct command commands[] = {
 	{ "install", st_cli_install_main, "install stasis into a cluster", st_cli_install_usage },
 	{ "backup", st_cli_backup_main, "create, list, describe, read logs of and delete backups",
 	  st_cli_backup_usage },
+	{ "restore", st_cli_restore_main, "create, list, describe and read logs of restores",
+	  st_cli_restore_usage },
 	{ "backup-location", st_cli_bsl_main, "create and list backup storage locations",
 	  st_cli_bsl_usage },
 	{ "schedule", st_cli_schedule_main, "create, list, describe, pause and delete schedules",
