@@ -972,19 +972,38 @@ static void start_mover(struct phase *p, struct vol *v)
 	plog(p, "info", "claim %s/%s: data mover %s started", v->ns, v->pvc, v->mover);
 }
 
-static const char *terminated_reason(struct json_object *pod)
+/*
+ * Why a mover pod failed: the last line of its termination message that is
+ * not a JSON progress record (the mover's error), else the kubelet's reason.
+ */
+static void terminated_reason(char *buf, size_t size, struct json_object *pod)
 {
 	struct json_object *cs =
 	        st_json_get_arr(st_json_get_obj(pod, "status"), "containerStatuses");
 	struct json_object *c0 = cs ? json_object_array_get_idx(cs, 0) : NULL;
 	struct json_object *term = st_json_get_obj(st_json_get_obj(c0, "state"), "terminated");
 	const char *m = st_json_get_str(term, "message");
+	const char *end, *start;
 
-	if (m == NULL)
-		m = st_json_get_str(term, "reason");
+	if (m != NULL) {
+		end = m + strlen(m);
+		while (end > m) {
+			while (end > m && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+				end--;
+			start = end;
+			while (start > m && start[-1] != '\n')
+				start--;
+			if (end > start && *start != '{') {
+				(void)snprintf(buf, size, "%.*s", (int)(end - start), start);
+				return;
+			}
+			end = start;
+		}
+	}
+	m = st_json_get_str(term, "reason");
 	if (m == NULL)
 		m = st_json_get_str(st_json_get_obj(pod, "status"), "message");
-	return m != NULL ? m : "no reason given";
+	(void)snprintf(buf, size, "%s", m != NULL ? m : "no reason given");
 }
 
 struct find_ctx {
@@ -1071,7 +1090,10 @@ static void poll_mover(struct phase *p, struct vol *v)
 			     (unsigned long long)v->bytes_new, (unsigned long long)v->moved);
 		}
 	} else if (phase != NULL && strcmp(phase, "Failed") == 0) {
-		fail_vol(p, v, "data mover failed", terminated_reason(pod));
+		char why[400];
+
+		terminated_reason(why, sizeof(why), pod);
+		fail_vol(p, v, "data mover failed", why);
 	} else if (wall_ms() - v->mover_started_ms > limit) {
 		fail_vol(p, v, "data mover did not finish in time", "");
 	}

@@ -31,6 +31,20 @@ def now_rfc3339():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def termination_message(c):
+    """With terminationMessagePolicy FallbackToLogsOnError, the end of the
+    container's log (at most 2048 bytes or 80 lines), as the kubelet does."""
+    if c.spec.get("terminationMessagePolicy") != "FallbackToLogsOnError" or not c.log_path:
+        return None
+    try:
+        with open(c.log_path, "rb") as f:
+            f.seek(max(0, os.path.getsize(c.log_path) - 2048))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    return "\n".join(tail.strip().splitlines()[-80:]) or None
+
+
 class NotReady(Exception):
     """The pod cannot start yet (a claim unbound, a secret missing); retried later."""
 
@@ -69,6 +83,7 @@ class Container:
         self.state = "waiting"       # waiting, running, terminated
         self.reason = "ContainerCreating"
         self.exit_code = None
+        self.message = None          # terminated.message (FallbackToLogsOnError)
         self.started_at = self.finished_at = None
         self.restarts = 0
         self.last = None             # lastState.terminated
@@ -95,6 +110,8 @@ class Container:
             s["state"] = {"terminated": {
                 "exitCode": self.exit_code, "reason": "Completed" if self.exit_code == 0 else
                 "Error", "startedAt": self.started_at, "finishedAt": self.finished_at}}
+            if self.exit_code != 0 and self.message:
+                s["state"]["terminated"]["message"] = self.message
         else:
             s["state"] = {"waiting": {"reason": self.reason}}
         if self.last:
@@ -539,6 +556,7 @@ class Pods:
         c.proc = None
         code = rc if rc >= 0 else 128 - rc
         c.state, c.exit_code, c.finished_at, c.ready = "terminated", code, now_rfc3339(), False
+        c.message = termination_message(c) if code != 0 else None
         self.log("pod %s: container %s exited %d" % (p.key, c.name, code))
         if p.deleting:
             return
