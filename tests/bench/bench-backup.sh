@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make bench-backup: a coordinated backup of 8 pods, each with a 256 MiB
-# volume (200 MiB of random data), to a real Ceph RGW.
+# volume ($DATA_MIB MiB of random data, default 200), to a real Ceph RGW.
 #
 # Everything runs as in tests/integration/e2e_backup.sh: the API stand-in,
 # the webhook injecting the pods, the e2e harness playing kubelet and CSI
@@ -20,121 +20,7 @@
 set -euo pipefail
 
 B=${1:?usage: bench-backup.sh BUILD_DIR}
-export STASIS_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-export STASIS_BIN=$STASIS_ROOT/$B/bin
-export STASIS_SHARED=${STASIS_SHARED:-$STASIS_ROOT/../shared}
-RUNS=${RUNS:-3}
-PODS=${PODS:-8}
-E2E_NS_IP_BASE=127.0.4.10
-E2E_POOL_SIZE=12G
-. "$STASIS_ROOT/tests/integration/e2e_stasis.inc"
-e2e_require
-
-work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/stasis-bench-backup.XXXXXX")
-rgw=$work/rgw
-cleanup() {
-	e2e_cleanup
-	bash "$STASIS_ROOT/hack/rgw.sh" stop "$rgw" >/dev/null 2>&1 || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-mkdir -p "$rgw"
-bash "$STASIS_ROOT/hack/rgw.sh" start "$rgw" >/dev/null 2>"$work/rgw.err" || {
-	tail -n 20 "$work/rgw.err" >&2
-	fail "RGW did not start"
-}
-set -a
-# shellcheck disable=SC1091
-. "$rgw/env"
-set +a
-$PY "$STASIS_ROOT/tests/integration/controller_s3.py" mb bench || fail "bucket"
-
-e2e_bsl() {
-	cat >"$work/creds" <<CREDS
-[default]
-aws_access_key_id = $AWS_ACCESS_KEY_ID
-aws_secret_access_key = $AWS_SECRET_ACCESS_KEY
-CREDS
-	printf '{"apiVersion":"v1","kind":"Secret","metadata":{"name":"rgw","namespace":"stasis"},"data":{"cloud":"%s"}}\n' \
-		"$(base64 -w0 <"$work/creds")" | k create -f - >/dev/null || fail "secret"
-	printf '{"apiVersion":"stasis.io/v1alpha1","kind":"BackupStorageLocation","metadata":{"name":"default","namespace":"stasis"},"spec":{"provider":"aws","default":true,"objectStorage":{"bucket":"bench","prefix":"c1"},"config":{"region":"%s","s3Url":"%s","s3ForcePathStyle":"true"},"credential":{"name":"rgw","key":"cloud"}}}\n' \
-		"$STASIS_S3_REGION" "$STASIS_S3_ENDPOINT" | k create -f - >/dev/null || fail "bsl"
-}
-e2e_start --movers 4
-wait_phase bsl default Available 30 >/dev/null || fail "location not Available"
-
-k create namespace bench >/dev/null
-agent_tls_secret bench
-for i in $(seq 0 $((PODS - 1))); do
-	make_pvc bench "data-$i" 256Mi
-	make_pod bench "db-$i" "data-$i" /var/lib/data postgres:15
-done
-for i in $(seq 0 $((PODS - 1))); do
-	wait_running bench "db-$i" 120
-	p=$(volume_path bench "data-$i")
-	head -c 200M /dev/urandom >"$p/data.bin"
-	echo "$p" >>"$work/mounts"
-done
-sync
-
-# The floor: the same volumes (their mounts and images, as the harness has them).
-cc -O2 -o "$work/freeze_floor" "$STASIS_ROOT/tests/bench/freeze_floor.c"
-floor() { # N: floor for the first N volumes, median of 10, in ms
-	$PY - "$work" "$1" <<'PY'
-import json, os, statistics, subprocess, sys
-work, n = sys.argv[1], int(sys.argv[2])
-vols = json.load(open(os.path.join(work, "hroot", "volumes.json")))
-pairs = [(v["mount"], v["image"]) for k, v in sorted(vols.items()) if k.startswith("bench/")][:n]
-args = ["floor"]
-for m, img in pairs:
-    args += [m, img]
-ws = []
-for _ in range(10):
-    out = subprocess.run([os.path.join(work, "freeze_floor")] + args, capture_output=True, text=True, check=True).stdout
-    ws.append(float(out.split()[1]))
-print("%.2f" % statistics.median(ws))
-PY
-}
-
-# A plain single-stream PUT of 256 MiB to the same RGW (SigV4, unsigned payload).
-head -c 256M /dev/urandom >"$work/put.bin"
-put_mibs=$($PY - "$work/put.bin" <<'PY'
-import datetime, hashlib, hmac, http.client, os, sys, time, urllib.parse
-path = sys.argv[1]
-ep = urllib.parse.urlparse(os.environ["STASIS_S3_ENDPOINT"])
-region = os.environ.get("STASIS_S3_REGION", "us-east-1")
-ak, sk = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
-size = os.path.getsize(path)
-def sign(k, m): return hmac.new(k, m.encode(), hashlib.sha256).digest()
-rates = []
-for run in range(3):
-    now = datetime.datetime.utcnow()
-    amz, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-    uri = "/bench/put-%d" % run
-    hdrs = {"host": ep.netloc, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "x-amz-date": amz}
-    sh = ";".join(sorted(hdrs))
-    creq = "\n".join(["PUT", uri, "", "".join("%s:%s\n" % (k, hdrs[k]) for k in sorted(hdrs)), sh, "UNSIGNED-PAYLOAD"])
-    scope = "%s/%s/s3/aws4_request" % (day, region)
-    sts = "\n".join(["AWS4-HMAC-SHA256", amz, scope, hashlib.sha256(creq.encode()).hexdigest()])
-    k = sign(sign(sign(sign(("AWS4" + sk).encode(), day), region), "s3"), "aws4_request")
-    sig = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
-    hdrs["authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (ak, scope, sh, sig)
-    hdrs["content-length"] = str(size)
-    c = http.client.HTTPConnection(ep.hostname, ep.port)
-    t = time.monotonic()
-    with open(path, "rb") as f:
-        c.request("PUT", uri, body=f, headers=hdrs)
-        r = c.getresponse()
-        r.read()
-    if r.status != 200:
-        sys.exit("PUT failed: %d" % r.status)
-    rates.append(size / (time.monotonic() - t) / 1048576)
-rates.sort()
-print("%.1f" % rates[1])
-PY
-)
-rm -f "$work/put.bin"
+. "$(dirname "$0")/bench_e2e.inc"
 
 floor1=$(floor 1)
 floorn=$(floor "$PODS")
@@ -180,7 +66,7 @@ for r in range(1, runs + 1):
 wins.sort()
 p = lambda q: wins[min(len(wins) - 1, int(q * len(wins)))]
 limit = 2 * floor1 + 10
-print("bench-backup: %d pods x 256 MiB volume (200 MiB data), %d backups, RGW" % (pods, runs))
+print("bench-backup: %d pods x 256 MiB volume, %d backups, RGW" % (pods, runs))
 print("  total time   full %.2f s, incremental median %.2f s" % (times[1], statistics.median([times[r] for r in times if r > 1]) if runs > 1 else float("nan")))
 print("  freeze floor 1 volume %.2f ms, %d volumes %.2f ms (median of 10)" % (floor1, pods, floorn))
 print("  windows      p50 %.2f ms  p99 %.2f ms  max %.2f ms  (target <= 2 x floor + 10 = %.2f ms: %s)" % (p(0.5), p(0.99), wins[-1], limit, "met" if wins[-1] <= limit else "MISSED"))
