@@ -354,7 +354,7 @@ static int gather(struct phase *p, struct st_err *err)
 			(void)snprintf(v->error, sizeof(v->error), "unknown snapshot method \"%s\"",
 			               v->method);
 		} else if (v->state == VOL_SKIPPED) {
-			plog(p, "warning", "claim %s/%s: %s, its data is skipped", v->ns, v->pvc,
+			plog(p, "info", "claim %s/%s: %s, no data backed up", v->ns, v->pvc,
 			     v->error);
 		}
 		p->vols[keep++] = *v;

@@ -123,7 +123,16 @@ writes = {(g, res) for r in by["ClusterRole"]["stasis-controller-volumes"]["rule
           for g in r["apiGroups"] for res in r["resources"]}
 assert writes == {("snapshot.storage.k8s.io", "volumesnapshots"),
                   ("snapshot.storage.k8s.io", "volumesnapshotcontents"),
-                  ("", "persistentvolumeclaims"), ("", "pods"), ("", "events")}, writes
+                  ("", "persistentvolumeclaims"), ("", "pods"), ("", "secrets"), ("", "events"),
+                  ("*", "*")}, writes
+# Restores create and update any kind, but the only deletions are of the
+# controller's own temporary objects.
+for r in by["ClusterRole"]["stasis-controller-volumes"]["rules"]:
+    if "*" in r["resources"]:
+        assert set(r["verbs"]) == {"create", "update", "patch"}, r
+    elif "delete" in r["verbs"]:
+        assert set(r["resources"]) <= {"volumesnapshots", "volumesnapshotcontents",
+                                       "persistentvolumeclaims", "pods", "secrets"}, r
 assert by["ServiceAccount"]["stasis-agent"]["automountServiceAccountToken"] is False
 ctl = by["Deployment"]["stasis-controller"]["spec"]["template"]["spec"]
 assert ctl["serviceAccountName"] == "stasis-controller"

@@ -92,7 +92,7 @@ stamp=${first#every2-}
 [ "$(jp backup "$first" '.metadata.annotations.stasis\.io/scheduled-time')" = \
 	"$(date -u -d "${stamp:0:8} ${stamp:8:2}:${stamp:10:2}:${stamp:12:2}" +%Y-%m-%dT%H:%M:%SZ)" ] ||
 	fail "$first: name and scheduled-time annotation disagree"
-tar -tzf "$store/backups/$first/$first.tar.gz" | grep -q "resources/configmaps/namespaces/test/nginx-index.json" ||
+grep -q "resources/configmaps/namespaces/test/nginx-index.json" < <(tar -tzf "$store/backups/$first/$first.tar.gz") ||
 	fail "$first tarball lacks the ConfigMap"
 # Slots are two seconds apart, never the same twice.
 slots every2 | $PY -c '
