@@ -41,8 +41,9 @@ for r in $(seq 1 "$RUNS"); do
 	echo "$r $t0 $t1" >>"$work/results"
 done
 
+grep -ho "quiesce: .*" "$work/server.log" >"$work/quiesce" || true
 $PY - "$work" "$RUNS" "$floor1" "$floorn" "$put_mibs" "$PODS" <<'PY'
-import json, os, statistics, sys
+import json, os, re, statistics, sys
 from datetime import datetime
 work, runs, floor1, floorn, put, pods = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
 times = {}
@@ -72,4 +73,8 @@ print("  freeze floor 1 volume %.2f ms, %d volumes %.2f ms (median of 10)" % (fl
 print("  windows      p50 %.2f ms  p99 %.2f ms  max %.2f ms  (target <= 2 x floor + 10 = %.2f ms: %s)" % (p(0.5), p(0.99), wins[-1], limit, "met" if wins[-1] <= limit else "MISSED"))
 print("  data         full: %.1f MiB stored, %.1f MiB sent; incremental median sent %.1f MiB" % (stored[0] / 1048576, moved[0] / 1048576, statistics.median(moved[1:]) / 1048576 if runs > 1 else float("nan")))
 print("  throughput   %.1f MiB/s (bytes sent / volume phase) vs plain PUT %.1f MiB/s = %.0f%% (target >= 70%%)" % (tput[0], put, 100 * tput[0] / put))
+steps = [[float(x) for x in re.findall(r"in ([0-9.]+) ms|([0-9.]+) ms later", l) for x in x if x] for l in open(os.path.join(work, "quiesce"))]
+if steps:
+    med = [statistics.median(s[i] for s in steps) for i in range(4)]
+    print("  quiesce      medians: freeze %.1f ms, VolumeSnapshots created %.1f ms, cut seen %.1f ms later, thaw %.1f ms" % tuple(med))
 PY

@@ -238,6 +238,12 @@ class Host:
                 self.unmount(target)
                 raise
 
+    def tmpfs(self, target, size="4m"):
+        """A small tmpfs at target (a container's /run, as container runtimes give)."""
+        os.makedirs(target, exist_ok=True)
+        run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0755" % size, "tmpfs", target],
+            "mounting a tmpfs at " + target)
+
     def unmount(self, target):
         """Unmounts target (lazily when busy); True when it is gone."""
         for argv in (["umount", target], ["umount", "-l", target]):

@@ -384,6 +384,10 @@ class Pods:
             target = c.root + "/" + m["mountPath"].strip("/")
             self.h.host.bind(src, target, bool(m.get("readOnly")) or m["name"] in ro_claims)
             c.mounts[m["mountPath"].rstrip("/") or "/"] = target
+        # /run is a tmpfs in a container: the agent's journal is fsynced there
+        # on every freeze and thaw, which must not cost a disk write.
+        if not any(mp == "/run" or mp.startswith("/run/") for mp in c.mounts):
+            self.h.host.tmpfs(c.root + "/run")
         os.makedirs(c.root + STATE_DIR, exist_ok=True)
         logdir = os.path.join(self.h.root, "logs", p.ns, p.name)
         os.makedirs(logdir, exist_ok=True)

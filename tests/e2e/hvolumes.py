@@ -418,6 +418,14 @@ class Volumes:
             cut_ms = int(params.get(P_CUT_DELAY, 0))
         except ValueError:
             ready_ms, cut_ms = 200, 0
+        # A fast storage cuts first and records afterwards: without a cut delay
+        # the clone is taken before any API call, so a frozen pod waits for the
+        # clone and the status write only.
+        early = None
+        if cut_ms <= 0 and params.get(P_NEVER_CUT) != "true":
+            early = self._clone(s, image)
+            if early is None:
+                return
         content = {
             "apiVersion": SNAP_GROUP + "/v1", "kind": "VolumeSnapshotContent",
             "metadata": {"name": s.content},
@@ -440,14 +448,15 @@ class Volumes:
             self.log("snapshot %s/%s: never cut (class knob)" % (s.ns, s.name))
             return
         s.state = "cutting"
-        if cut_ms > 0:
+        if early is not None:
+            self._publish(s, image, early, ready_ms)
+        elif cut_ms > 0:
             s.timer = self.h.snapw.after(cut_ms / 1000.0, self._cut, s, image, ready_ms)
         else:
             self._cut(s, image, ready_ms)
 
-    def _cut(self, s, image, ready_ms):
-        if self.snaps.get((s.ns, s.name)) is not s:
-            return
+    def _clone(self, s, image):
+        """FICLONE of the claim's image: the cut. Its time (ns), or None on error."""
         with self.h.lock:
             try:
                 self.host.clone_image(image, s.image)
@@ -457,8 +466,17 @@ class Volumes:
                     "readyToUse": False,
                     "error": {"message": "FICLONE of %s: %s" % (image, e),
                               "time": now_rfc3339()}})
-                return
-            t = time.time_ns()
+                return None
+            return time.time_ns()
+
+    def _cut(self, s, image, ready_ms):
+        if self.snaps.get((s.ns, s.name)) is not s:
+            return
+        t = self._clone(s, image)
+        if t is not None:
+            self._publish(s, image, t, ready_ms)
+
+    def _publish(self, s, image, t, ready_ms):
         s.size = os.path.getsize(s.image)
         s.state = "cut"
         self.kube.patch_status("volumesnapshots", s.ns, s.name, {
