@@ -866,12 +866,23 @@ out:
 
 /* ---------- reading chunks ---------- */
 
+/*
+ * Small chunks are read with a window of READ_AHEAD bytes of their pack: a
+ * backup writes the chunks of neighbouring small files next to each other,
+ * and one ranged GET per 4 KiB file costs a round trip each on S3.
+ */
+#define READ_AHEAD (1024u * 1024u)
+
 struct st_repo_reader {
 	ZSTD_DCtx *dctx;
 	uint8_t *blob;
 	size_t blob_cap;
 	uint8_t *plain;
 	size_t plain_cap;
+	uint8_t *win; /* READ_AHEAD bytes of pack win_pack from win_off */
+	size_t win_len;
+	uint32_t win_off;
+	uint8_t win_pack[ST_REPO_ID_LEN];
 };
 
 struct st_repo_reader *st_repo_reader_new(void)
@@ -893,6 +904,7 @@ void st_repo_reader_free(struct st_repo_reader *rd)
 	ZSTD_freeDCtx(rd->dctx);
 	free(rd->blob);
 	free(rd->plain);
+	free(rd->win);
 	free(rd);
 }
 
@@ -970,17 +982,39 @@ int st_repo_read_chunk(uint8_t **out, size_t *len_out, struct st_repo *r, struct
 		return st_err_set(err, ST_ENOTFOUND, "chunk %s: not in the repository index", hex);
 	}
 	st_repo_pack_key(key, loc.pack);
-	ensure(&rd->blob, &rd->blob_cap, loc.len);
-	b.p = rd->blob;
-	b.n = 0;
-	b.cap = loc.len;
-	if ((rc = st_store_get(r->store, key, loc.off, loc.len, range_write, &b, err)) < 0) {
-		st_err_prefix(err, "reading chunk");
-		return rc;
-	}
-	if (b.n != loc.len) {
-		st_repo_hex(hex, id, ST_REPO_ID_LEN);
-		return st_err_set(err, ST_EPROTO, "chunk %s: pack %s is truncated", hex, key);
+	if (rd->win != NULL && memcmp(rd->win_pack, loc.pack, ST_REPO_ID_LEN) == 0 &&
+	    loc.off >= rd->win_off && loc.len <= rd->win_len &&
+	    loc.off - rd->win_off <= rd->win_len - loc.len) {
+		b.p = rd->win + (loc.off - rd->win_off);
+		b.n = loc.len;
+	} else {
+		bool ahead = loc.len < READ_AHEAD;
+
+		if (ahead && rd->win == NULL)
+			rd->win = st_xmalloc(READ_AHEAD);
+		if (!ahead)
+			ensure(&rd->blob, &rd->blob_cap, loc.len);
+		b.p = ahead ? rd->win : rd->blob;
+		b.n = 0;
+		b.cap = ahead ? READ_AHEAD : loc.len;
+		if (ahead)
+			rd->win_len = 0; /* invalid until the read succeeds */
+		/* A window past the end of the pack gets what there is (a short range). */
+		if ((rc = st_store_get(r->store, key, loc.off, b.cap, range_write, &b, err)) < 0) {
+			st_err_prefix(err, "reading chunk");
+			return rc;
+		}
+		if (b.n < loc.len) {
+			st_repo_hex(hex, id, ST_REPO_ID_LEN);
+			return st_err_set(err, ST_EPROTO, "chunk %s: pack %s is truncated", hex,
+			                  key);
+		}
+		if (ahead) {
+			memcpy(rd->win_pack, loc.pack, ST_REPO_ID_LEN);
+			rd->win_off = loc.off;
+			rd->win_len = b.n;
+		}
+		b.n = loc.len;
 	}
 	{
 		struct st_err e = ST_ERR_INIT;
