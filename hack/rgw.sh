@@ -226,10 +226,10 @@ EOF
 restart_rgw() {
 	dir=$(cd "$dir" && pwd)
 	local old rport
-	[ -f "$dir/ceph.conf" ] && [ -f "$dir/rgw.pid" ] || {
+	if [ ! -f "$dir/ceph.conf" ] || [ ! -f "$dir/rgw.pid" ]; then
 		echo "rgw.sh: $dir holds no cluster started by '$0 start'" >&2
 		return 1
-	}
+	fi
 	old=$(cat "$dir/rgw.pid")
 	if kill -0 "$old" 2>/dev/null; then
 		echo "rgw.sh: radosgw (PID $old) is still running" >&2
