@@ -12,8 +12,8 @@
 #   comes out with the freezer sidecar and Velero hook annotations.
 #
 # Usage: hack/demo.sh BUILD_DIR
-# Environment: STASIS_DEMO_REPO=URL uses another repository (e.g. s3://... in an existing bucket,
-#   with AWS credentials in the environment); STASIS_DEMO_SECONDS (default 20)
+# Environment: STASIS_DEMO_REPO=URL uses another repository (e.g. s3://bucket/prefix?...; repo
+#   init creates the bucket when missing; AWS credentials in the environment); STASIS_DEMO_SECONDS (default 20)
 #   sets how long pgbench runs.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -6,6 +6,12 @@
 #   hack/rgw.sh start DIR   start everything, create an S3 user, write DIR/env
 #   hack/rgw.sh env DIR     print the env lines (AWS_ACCESS_KEY_ID=..., STASIS_S3_ENDPOINT=...)
 #   hack/rgw.sh stop DIR    stop every daemon by the PID recorded in DIR/pids
+#   hack/rgw.sh restart-rgw DIR
+#                           start radosgw again (same port, same cluster) after
+#                           its process was killed (PID in DIR/rgw.pid); the
+#                           monitor and the OSD keep running, so every object
+#                           stored before survives (memstore keeps data only
+#                           while the OSD process lives)
 #
 # What the configuration needs, and why (Ceph 16, "pacific"):
 #  - auth {cluster,service,client} required = none: no keyrings to create or
@@ -33,7 +39,7 @@ set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
 if [ -z "$cmd" ] || [ -z "$dir" ]; then
-	echo "usage: $0 start|stop|env DIR" >&2
+	echo "usage: $0 start|stop|env|restart-rgw DIR" >&2
 	exit 2
 fi
 
@@ -117,7 +123,7 @@ start() {
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
 	stop
-	rm -rf "$dir/mon" "$dir/osd" "$dir/run" "$dir/log" "$dir/tls" "$dir/env" "$dir/monmap"
+	rm -rf "$dir/mon" "$dir/osd" "$dir/run" "$dir/log" "$dir/tls" "$dir/env" "$dir/monmap" "$dir/rgw.pid"
 	mkdir -p "$dir/mon/a" "$dir/osd/0" "$dir/run" "$dir/log"
 	local mport rport tport fsid conf
 	free_port >"$dir/port" && mport=$(cat "$dir/port")
@@ -193,6 +199,7 @@ EOF
 	# radosgw waits for the OSD by itself while it creates its pools.
 	radosgw -c "$conf" -f -n client.rgw >"$dir/log/rgw.out" 2>&1 &
 	echo $! >>"$dir/pids"
+	echo $! >"$dir/rgw.pid"
 	wait_for 60 "radosgw on port $rport" curl -sf -o /dev/null "http://127.0.0.1:$rport/"
 	echo "rgw.sh: up after ${SECONDS}s (monitor answered after ${t_mon}s)" >&2
 	local ak sk
@@ -213,12 +220,37 @@ EOF
 	cat "$dir/env"
 }
 
+# radosgw alone, on the configuration and cluster that start made. The old
+# PID is dropped from DIR/pids only once it is gone, so stop never signals a
+# reused PID.
+restart_rgw() {
+	dir=$(cd "$dir" && pwd)
+	local old rport
+	if [ ! -f "$dir/ceph.conf" ] || [ ! -f "$dir/rgw.pid" ]; then
+		echo "rgw.sh: $dir holds no cluster started by '$0 start'" >&2
+		return 1
+	fi
+	old=$(cat "$dir/rgw.pid")
+	if kill -0 "$old" 2>/dev/null; then
+		echo "rgw.sh: radosgw (PID $old) is still running" >&2
+		return 1
+	fi
+	grep -vx "$old" "$dir/pids" >"$dir/pids.new" || true
+	mv "$dir/pids.new" "$dir/pids"
+	rport=$(sed -n 's/^rgw frontends = beast endpoint=127.0.0.1:\([0-9]*\) .*/\1/p' "$dir/ceph.conf")
+	radosgw -c "$dir/ceph.conf" -f -n client.rgw >>"$dir/log/rgw.out" 2>&1 &
+	echo $! >>"$dir/pids"
+	echo $! >"$dir/rgw.pid"
+	wait_for 60 "radosgw on port $rport" curl -sf -o /dev/null "http://127.0.0.1:$rport/"
+}
+
 case "$cmd" in
 start) start ;;
+restart-rgw) restart_rgw ;;
 stop) stop ;;
 env) cat "$dir/env" ;;
 *)
-	echo "usage: $0 start|stop|env DIR" >&2
+	echo "usage: $0 start|stop|env|restart-rgw DIR" >&2
 	exit 2
 	;;
 esac

@@ -21,7 +21,17 @@
 #define XATTR_LIST_MAX_ (64u * 1024u)
 #define XATTR_VAL_MAX   (64u * 1024u)
 #define TREE_CAP        (2u * ST_CHUNK_MAX + ST_TREE_RECORD_MAX + 64u)
-#define WINDOW          (2u * ST_CHUNK_MAX)
+/*
+ * Where the id of triple i sits in a CHUNKS record (pkg/tree.c): record
+ * length (4), type (1), count (4), then per triple offset (8), length (4), id.
+ */
+#define TREE_ID_AT(i) (9u + (size_t)(i) * (12u + ST_TREE_ID_LEN) + 12u)
+
+/* A manifest id still to fill in: the chunk's id comes from a writer worker. */
+struct fixup {
+	size_t at; /* byte offset in the manifest buffer */
+	uint64_t ticket;
+};
 
 struct link_ent {
 	dev_t dev;
@@ -40,9 +50,15 @@ struct bk {
 	struct st_buf tree; /* manifest bytes not yet cut into chunks */
 	uint8_t (*tree_ids)[ST_REPO_ID_LEN];
 	size_t ntree;
-	uint8_t *window;
+	struct st_repo_seg *seg; /* file data: [head, seg_len) is read but not yet chunked */
+	size_t head;
+	size_t seg_len;
 	struct st_tree_chunk group[ST_TREE_CHUNKS_PER_RECORD];
+	uint64_t tickets[ST_TREE_CHUNKS_PER_RECORD];
 	size_t ngroup;
+	struct fixup *fix;
+	size_t nfix;
+	size_t fix_cap;
 	struct link_ent *links;
 	size_t nlinks;
 	size_t links_cap;
@@ -57,11 +73,33 @@ static int add_chunk(struct bk *b, uint8_t id[ST_REPO_ID_LEN], const uint8_t *p,
 	return st_repo_writer_add(b->w, id, p, n, b->err);
 }
 
-/* Cuts complete chunks off the manifest buffer; at the end, everything left. */
+/* Waits for the workers, then writes the ids they computed into the manifest. */
+static int resolve_ids(struct bk *b)
+{
+	int rc;
+
+	if (b->nfix == 0)
+		return 0;
+	if ((rc = st_repo_writer_drain(b->w, b->err)) < 0)
+		return rc;
+	for (size_t i = 0; i < b->nfix; i++)
+		st_repo_writer_ticket_id((uint8_t *)b->tree.ptr + b->fix[i].at, b->w,
+		                         b->fix[i].ticket);
+	b->nfix = 0;
+	return 0;
+}
+
+/*
+ * Cuts complete chunks off the manifest buffer; at the end, everything left.
+ * The ids in it must be known first, so this is the only place where the
+ * walk waits for the workers (once per ~4 MiB of manifest).
+ */
 static int tree_flush(struct bk *b, bool final)
 {
 	int rc;
 
+	if (b->tree.len > 0 && (final || b->tree.len >= ST_CHUNK_MAX) && (rc = resolve_ids(b)) < 0)
+		return rc;
 	while (b->tree.len > 0 && (final || b->tree.len >= ST_CHUNK_MAX)) {
 		size_t n = st_chunker_cut(b->ch, (const uint8_t *)b->tree.ptr, b->tree.len);
 
@@ -77,12 +115,19 @@ static int tree_flush(struct bk *b, bool final)
 
 static int flush_group(struct bk *b)
 {
+	size_t at = b->tree.len;
 	int rc;
 
 	if (b->ngroup == 0)
 		return 0;
 	if ((rc = st_tree_put_chunks(&b->tree, b->group, b->ngroup)) < 0)
 		return st_err_set(b->err, rc, "manifest record too large");
+	if (b->nfix + b->ngroup > b->fix_cap) {
+		b->fix_cap = (b->nfix + b->ngroup) * 2;
+		b->fix = st_xrealloc(b->fix, b->fix_cap * sizeof(*b->fix));
+	}
+	for (size_t i = 0; i < b->ngroup; i++)
+		b->fix[b->nfix++] = (struct fixup){ at + TREE_ID_AT(i), b->tickets[i] };
 	b->ngroup = 0;
 	return tree_flush(b, false);
 }
@@ -105,55 +150,97 @@ static void progress(struct bk *b, bool force)
 	b->o->progress(&b->prog, b->o->payload);
 }
 
-/* Chunks file bytes [start, end) of fd. */
-static int chunk_extent(struct bk *b, int fd, uint64_t start, uint64_t end, const char *rel)
+/*
+ * Makes room for the rest of an extent after b->head: when the current
+ * segment cannot hold min(max chunk, what is left) past head, the unchunked
+ * tail moves to a fresh segment (the old one returns to the pool once its
+ * chunks are done).
+ */
+static int seg_room(struct bk *b, uint64_t left)
 {
-	uint64_t boff = start;
-	size_t head = 0;
-	size_t blen = 0;
+	struct st_repo_seg *s = NULL;
+	size_t have = b->seg_len - b->head;
+	uint64_t want = have + left < ST_CHUNK_MAX ? have + left : ST_CHUNK_MAX;
 	int rc;
 
+	if (b->seg != NULL && ST_REPO_SEG_SIZE - b->head >= want)
+		return 0;
+	if ((rc = st_repo_writer_seg_take(&s, b->w, b->err)) < 0)
+		return rc;
+	if (have > 0)
+		memcpy(st_repo_seg_data(s), st_repo_seg_data(b->seg) + b->head, have);
+	st_repo_writer_seg_release(b->w, b->seg);
+	b->seg = s;
+	b->head = 0;
+	b->seg_len = have;
+	return 0;
+}
+
+/* Reads as much of [*pos, *end) as fits in the segment. A short file ends the extent. */
+static int seg_fill(struct bk *b, int fd, uint64_t *pos, uint64_t *end, const char *rel)
+{
+	uint8_t *p = st_repo_seg_data(b->seg);
+
+	while (b->seg_len < ST_REPO_SEG_SIZE && *pos < *end) {
+		size_t want = ST_REPO_SEG_SIZE - b->seg_len;
+		ssize_t n;
+
+		if (want > *end - *pos)
+			want = (size_t)(*end - *pos);
+		n = pread(fd, p + b->seg_len, want, (off_t)*pos);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return st_err_set(b->err, ST_EIO, "read '%s': %s", rel, strerror(errno));
+		if (n == 0) {
+			*end = *pos; /* the file shrank while we read it */
+			break;
+		}
+		b->seg_len += (size_t)n;
+		*pos += (uint64_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Chunks file bytes [start, end) of fd. Data is read in large pieces into
+ * pooled segments (small files share one); the cuts are made here, in file
+ * order, and the workers hash and store the chunks.
+ */
+static int chunk_extent(struct bk *b, int fd, uint64_t start, uint64_t end, const char *rel)
+{
+	uint64_t pos = start;  /* next byte to read */
+	uint64_t coff = start; /* file offset of the byte at b->head */
+	int rc;
+
+	b->head = b->seg_len;
 	for (;;) {
-		if (blen - head < ST_CHUNK_MAX && boff + blen < end) {
-			memmove(b->window, b->window + head, blen - head);
-			boff += head;
-			blen -= head;
-			head = 0;
-			while (blen < WINDOW && boff + blen < end) {
-				size_t want = WINDOW - blen;
-				ssize_t n;
+		size_t have = b->seg_len - b->head;
+		size_t n;
+		struct st_tree_chunk *c;
 
-				if (want > end - boff - blen)
-					want = (size_t)(end - boff - blen);
-				n = pread(fd, b->window + blen, want, (off_t)(boff + blen));
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n < 0)
-					return st_err_set(b->err, ST_EIO, "read '%s': %s", rel,
-					                  strerror(errno));
-				if (n == 0) {
-					end = boff + blen; /* the file shrank while we read it */
-					break;
-				}
-				blen += (size_t)n;
-			}
+		if (have < ST_CHUNK_MAX && pos < end) {
+			if ((rc = seg_room(b, end - pos)) < 0 ||
+			    (rc = seg_fill(b, fd, &pos, &end, rel)) < 0)
+				return rc;
+			have = b->seg_len - b->head;
 		}
-		if (head == blen)
+		if (have == 0)
 			return 0;
-		{
-			size_t n = st_chunker_cut(b->ch, b->window + head, blen - head);
-			struct st_tree_chunk *c = &b->group[b->ngroup];
-
-			c->off = boff + head;
-			c->len = (uint32_t)n;
-			if ((rc = add_chunk(b, c->id, b->window + head, n)) < 0)
-				return rc;
-			head += n;
-			b->prog.bytes += n;
-			if (++b->ngroup == ST_TREE_CHUNKS_PER_RECORD && (rc = flush_group(b)) < 0)
-				return rc;
-			progress(b, false);
-		}
+		n = st_chunker_cut(b->ch, st_repo_seg_data(b->seg) + b->head, have);
+		c = &b->group[b->ngroup];
+		c->off = coff;
+		c->len = (uint32_t)n;
+		memset(c->id, 0, sizeof(c->id)); /* filled in by resolve_ids */
+		if ((rc = st_repo_writer_add_seg(&b->tickets[b->ngroup], b->w, b->seg, b->head, n,
+		                                 b->err)) < 0)
+			return rc;
+		b->head += n;
+		coff += n;
+		b->prog.bytes += n;
+		if (++b->ngroup == ST_TREE_CHUNKS_PER_RECORD && (rc = flush_group(b)) < 0)
+			return rc;
+		progress(b, false);
 	}
 }
 
@@ -416,11 +503,13 @@ static void count_tree(struct st_dir_progress *p, const char *path)
 
 static void bk_dispose(struct bk *b)
 {
+	if (b->w != NULL)
+		st_repo_writer_seg_release(b->w, b->seg);
 	st_repo_writer_free(b->w);
 	st_repo_unlock(b->lock);
 	st_buf_dispose(&b->tree);
 	free(b->tree_ids);
-	free(b->window);
+	free(b->fix);
 	free(b->xbuf);
 	for (size_t i = 0; i < b->nlinks; i++)
 		free(b->links[i].path);
@@ -461,7 +550,6 @@ int st_dirbackup_run(struct st_repo_snapshot *out, struct st_repo *r, const char
 		st_log_info("backup: reusing %u pack(s) left by an interrupted backup", recovered);
 	if ((rc = st_repo_writer_new(&b.w, r, o->jobs, err)) < 0)
 		goto out;
-	b.window = st_xmalloc(WINDOW);
 	b.xbuf = st_xmalloc(ST_TREE_RECORD_MAX);
 	if ((rc = backup_one(&b, dir, ".")) < 0 || (rc = tree_flush(&b, true)) < 0)
 		goto out;

@@ -866,12 +866,23 @@ out:
 
 /* ---------- reading chunks ---------- */
 
+/*
+ * Small chunks are read with a window of READ_AHEAD bytes of their pack: a
+ * backup writes the chunks of neighbouring small files next to each other,
+ * and one ranged GET per 4 KiB file costs a round trip each on S3.
+ */
+#define READ_AHEAD (1024u * 1024u)
+
 struct st_repo_reader {
 	ZSTD_DCtx *dctx;
 	uint8_t *blob;
 	size_t blob_cap;
 	uint8_t *plain;
 	size_t plain_cap;
+	uint8_t *win; /* READ_AHEAD bytes of pack win_pack from win_off */
+	size_t win_len;
+	uint32_t win_off;
+	uint8_t win_pack[ST_REPO_ID_LEN];
 };
 
 struct st_repo_reader *st_repo_reader_new(void)
@@ -893,6 +904,7 @@ void st_repo_reader_free(struct st_repo_reader *rd)
 	ZSTD_freeDCtx(rd->dctx);
 	free(rd->blob);
 	free(rd->plain);
+	free(rd->win);
 	free(rd);
 }
 
@@ -970,17 +982,39 @@ int st_repo_read_chunk(uint8_t **out, size_t *len_out, struct st_repo *r, struct
 		return st_err_set(err, ST_ENOTFOUND, "chunk %s: not in the repository index", hex);
 	}
 	st_repo_pack_key(key, loc.pack);
-	ensure(&rd->blob, &rd->blob_cap, loc.len);
-	b.p = rd->blob;
-	b.n = 0;
-	b.cap = loc.len;
-	if ((rc = st_store_get(r->store, key, loc.off, loc.len, range_write, &b, err)) < 0) {
-		st_err_prefix(err, "reading chunk");
-		return rc;
-	}
-	if (b.n != loc.len) {
-		st_repo_hex(hex, id, ST_REPO_ID_LEN);
-		return st_err_set(err, ST_EPROTO, "chunk %s: pack %s is truncated", hex, key);
+	if (rd->win != NULL && memcmp(rd->win_pack, loc.pack, ST_REPO_ID_LEN) == 0 &&
+	    loc.off >= rd->win_off && loc.len <= rd->win_len &&
+	    loc.off - rd->win_off <= rd->win_len - loc.len) {
+		b.p = rd->win + (loc.off - rd->win_off);
+		b.n = loc.len;
+	} else {
+		bool ahead = loc.len < READ_AHEAD;
+
+		if (ahead && rd->win == NULL)
+			rd->win = st_xmalloc(READ_AHEAD);
+		if (!ahead)
+			ensure(&rd->blob, &rd->blob_cap, loc.len);
+		b.p = ahead ? rd->win : rd->blob;
+		b.n = 0;
+		b.cap = ahead ? READ_AHEAD : loc.len;
+		if (ahead)
+			rd->win_len = 0; /* invalid until the read succeeds */
+		/* A window past the end of the pack gets what there is (a short range). */
+		if ((rc = st_store_get(r->store, key, loc.off, b.cap, range_write, &b, err)) < 0) {
+			st_err_prefix(err, "reading chunk");
+			return rc;
+		}
+		if (b.n < loc.len) {
+			st_repo_hex(hex, id, ST_REPO_ID_LEN);
+			return st_err_set(err, ST_EPROTO, "chunk %s: pack %s is truncated", hex,
+			                  key);
+		}
+		if (ahead) {
+			memcpy(rd->win_pack, loc.pack, ST_REPO_ID_LEN);
+			rd->win_off = loc.off;
+			rd->win_len = b.n;
+		}
+		b.n = loc.len;
 	}
 	{
 		struct st_err e = ST_ERR_INIT;
@@ -996,10 +1030,24 @@ int st_repo_read_chunk(uint8_t **out, size_t *len_out, struct st_repo *r, struct
 
 /* ---------- writer ---------- */
 
+/*
+ * A job is one chunk on its way into a pack. Chunks added with
+ * st_repo_writer_add carry their id and an owned copy of the data; chunks
+ * added with st_repo_writer_add_seg point into a pooled segment and get their
+ * id from the worker that takes them (ticket names the slot in w->ids).
+ */
 struct job {
 	uint8_t id[ST_REPO_ID_LEN];
-	uint8_t *data;
+	const uint8_t *data;
 	size_t len;
+	struct st_repo_seg *seg; /* NULL: data is an owned copy (big_alloc) */
+	uint64_t ticket;
+};
+
+struct st_repo_seg {
+	uint8_t *data;
+	unsigned refs; /* under w->mu: the caller's, plus one per queued job */
+	struct st_repo_seg *next_free;
 };
 
 struct pack_build {
@@ -1013,6 +1061,12 @@ struct pack_build {
 	size_t ents_cap;
 };
 
+#define SEG_COUNT   4
+#define PACK_ALLOC  (ST_REPO_PACK_TARGET + 4096u)
+#define PACK_SPARES 3
+/* Trailer of a pack with n entries: header, entries, seal, length and footer. */
+#define TRAILER_LEN(n) (9u + (size_t)(n)*ENTRY_BYTES + SEAL_EXTRA + 12u)
+
 struct st_repo_writer {
 	struct st_repo *r;
 	pthread_t workers[8];
@@ -1024,10 +1078,13 @@ struct st_repo_writer {
 	pthread_cond_t cv_space;
 	pthread_cond_t cv_pack;
 	pthread_cond_t cv_taken;
+	pthread_cond_t cv_seg;
+	pthread_cond_t cv_idle;
 	struct job q[QUEUE_SLOTS];
 	size_t qhead;
 	size_t qn;
 	size_t qbytes;
+	size_t busy; /* jobs queued or being worked on */
 	bool closing;
 	bool workers_done;
 	bool failed;
@@ -1036,6 +1093,18 @@ struct st_repo_writer {
 	pthread_mutex_t pack_mu;
 	struct pack_build *cur;
 	struct st_repo_writer_stats stats;
+	/* segments: a fixed pool, so file data is read into memory mapped once */
+	struct st_repo_seg segs[SEG_COUNT];
+	struct st_repo_seg *seg_free;
+	/* ids of tickets [id_base, next_ticket), filled in by the workers */
+	uint8_t (*ids)[ST_REPO_ID_LEN];
+	size_t ids_cap;
+	uint64_t id_base;
+	uint64_t next_ticket;
+	bool drained;
+	/* pack buffers kept for reuse: fresh mappings cost a page fault per page */
+	uint8_t *spare[PACK_SPARES];
+	unsigned nspare;
 };
 
 static void writer_fail(struct st_repo_writer *w, const struct st_err *e)
@@ -1049,19 +1118,27 @@ static void writer_fail(struct st_repo_writer *w, const struct st_err *e)
 	(void)pthread_cond_broadcast(&w->cv_space);
 	(void)pthread_cond_broadcast(&w->cv_pack);
 	(void)pthread_cond_broadcast(&w->cv_taken);
+	(void)pthread_cond_broadcast(&w->cv_seg);
+	(void)pthread_cond_broadcast(&w->cv_idle);
 	(void)pthread_mutex_unlock(&w->mu);
 }
 
-static void pack_free(struct pack_build *p)
+static void pack_free(struct st_repo_writer *w, struct pack_build *p)
 {
 	if (p == NULL)
 		return;
+	(void)pthread_mutex_lock(&w->mu);
+	if (p->alloc == PACK_ALLOC && w->nspare < PACK_SPARES) {
+		w->spare[w->nspare++] = p->buf;
+		p->buf = NULL;
+	}
+	(void)pthread_mutex_unlock(&w->mu);
 	big_free(p->buf, p->alloc);
 	free(p->ents);
 	free(p);
 }
 
-static int pack_new(struct pack_build **out, struct st_repo *r)
+static int pack_new(struct pack_build **out, struct st_repo_writer *w)
 {
 	struct pack_build *p = st_xcalloc(1, sizeof(*p));
 	uint32_t now = (uint32_t)time(NULL);
@@ -1076,13 +1153,18 @@ static int pack_new(struct pack_build **out, struct st_repo *r)
 		free(p);
 		return ST_EINTERNAL;
 	}
-	p->alloc = ST_REPO_PACK_TARGET + ST_CHUNK_MAX + ST_CHUNK_MAX / 16 + 4096;
-	p->buf = big_alloc(p->alloc);
+	p->alloc = PACK_ALLOC;
+	(void)pthread_mutex_lock(&w->mu);
+	if (w->nspare > 0)
+		p->buf = w->spare[--w->nspare];
+	(void)pthread_mutex_unlock(&w->mu);
+	if (p->buf == NULL)
+		p->buf = big_alloc(p->alloc);
 	memcpy(p->buf, PACK_MAGIC, 8);
 	p->len = 8;
-	(void)pthread_mutex_lock(&r->mu);
-	p->slot = pack_add(r, p->id, true, false);
-	(void)pthread_mutex_unlock(&r->mu);
+	(void)pthread_mutex_lock(&w->r->mu);
+	p->slot = pack_add(w->r, p->id, true, false);
+	(void)pthread_mutex_unlock(&w->r->mu);
 	*out = p;
 	return 0;
 }
@@ -1128,16 +1210,34 @@ out:
 /* Hands a sealed pack to the uploader, waiting while it is busy with the previous one. */
 static void pack_handoff(struct st_repo_writer *w, struct pack_build *p)
 {
+	bool drop;
+
 	(void)pthread_mutex_lock(&w->mu);
 	while (w->handoff != NULL && !w->failed)
 		(void)pthread_cond_wait(&w->cv_taken, &w->mu);
-	if (w->failed) {
-		pack_free(p);
-	} else {
+	drop = w->failed;
+	if (!drop) {
 		w->handoff = p;
 		(void)pthread_cond_signal(&w->cv_pack);
 	}
 	(void)pthread_mutex_unlock(&w->mu);
+	if (drop)
+		pack_free(w, p);
+}
+
+/* Seals the current pack and hands it over; the caller holds pack_mu. */
+static int pack_close(struct st_repo_writer *w, struct st_err *err)
+{
+	struct pack_build *p = w->cur;
+	int rc;
+
+	w->cur = NULL;
+	if ((rc = pack_seal(p, w->r)) < 0) {
+		pack_free(w, p);
+		return st_err_set(err, rc, "cannot seal a pack");
+	}
+	pack_handoff(w, p);
+	return 0;
 }
 
 struct worker_scratch {
@@ -1161,13 +1261,18 @@ static bool compressible(struct worker_scratch *ws, const uint8_t *p, size_t len
 	return !ZSTD_isError(z) && z < SAMPLE_LEN - SAMPLE_LEN / 32;
 }
 
-/* Compresses (when it pays) and seals one chunk into the current pack. */
+/*
+ * Compresses (when it pays) and seals one chunk into the current pack. A pack
+ * is closed before a blob would take it (with its trailer) past
+ * ST_REPO_PACK_TARGET, so that on S3 every pack is one single PUT.
+ */
 static int add_blob(struct st_repo_writer *w, struct worker_scratch *ws, const struct job *j,
                     struct st_err *err)
 {
 	struct st_repo *r = w->r;
 	const uint8_t *payload = j->data;
 	size_t plen = j->len;
+	size_t blen;
 	uint8_t flag = FLAG_RAW;
 	struct pack_build *p;
 	size_t off;
@@ -1183,25 +1288,30 @@ static int add_blob(struct st_repo_writer *w, struct worker_scratch *ws, const s
 			flag = FLAG_ZSTD;
 		}
 	}
+	blen = plen + 1 + SEAL_EXTRA;
 	(void)pthread_mutex_lock(&w->pack_mu);
-	if (w->cur == NULL && (rc = pack_new(&w->cur, r)) < 0) {
-		(void)pthread_mutex_unlock(&w->pack_mu);
-		return st_err_set(err, rc, "cannot start a pack");
+	if (w->cur != NULL && w->cur->nents > 0 &&
+	    w->cur->len + blen + TRAILER_LEN(w->cur->nents + 1) > ST_REPO_PACK_TARGET &&
+	    (rc = pack_close(w, err)) < 0)
+		goto out;
+	if (w->cur == NULL && (rc = pack_new(&w->cur, w)) < 0) {
+		rc = st_err_set(err, rc, "cannot start a pack");
+		goto out;
 	}
 	p = w->cur;
 	off = p->len;
 	if ((rc = seal(p->buf + off, r->enc_key, j->id, ST_REPO_ID_LEN, &flag, payload, plen)) <
 	    0) {
-		(void)pthread_mutex_unlock(&w->pack_mu);
-		return st_err_set(err, rc, "encryption failed");
+		rc = st_err_set(err, rc, "encryption failed");
+		goto out;
 	}
-	p->len += plen + 1 + SEAL_EXTRA;
+	p->len += blen;
 	if (p->nents == p->ents_cap) {
 		p->ents_cap = p->ents_cap ? p->ents_cap * 2 : 256;
 		p->ents = st_xrealloc(p->ents, p->ents_cap * ENTRY_BYTES);
 	}
-	put_entry(p->ents + p->nents * ENTRY_BYTES, j->id, (uint32_t)off,
-	          (uint32_t)(plen + 1 + SEAL_EXTRA), (uint32_t)j->len);
+	put_entry(p->ents + p->nents * ENTRY_BYTES, j->id, (uint32_t)off, (uint32_t)blen,
+	          (uint32_t)j->len);
 	p->nents++;
 	(void)pthread_mutex_lock(&r->mu);
 	{
@@ -1209,24 +1319,54 @@ static int add_blob(struct st_repo_writer *w, struct worker_scratch *ws, const s
 
 		e->pack = p->slot;
 		e->off = (uint32_t)off;
-		e->len = (uint32_t)(plen + 1 + SEAL_EXTRA);
+		e->len = (uint32_t)blen;
 		e->rawlen = (uint32_t)j->len;
 	}
 	(void)pthread_mutex_unlock(&r->mu);
 	(void)pthread_mutex_lock(&w->mu);
-	w->stats.bytes_stored += plen + 1 + SEAL_EXTRA;
+	w->stats.bytes_stored += blen;
 	(void)pthread_mutex_unlock(&w->mu);
-	if (p->len >= ST_REPO_PACK_TARGET) {
-		w->cur = NULL;
-		if ((rc = pack_seal(p, r)) < 0) {
-			pack_free(p);
-			(void)pthread_mutex_unlock(&w->pack_mu);
-			return st_err_set(err, rc, "cannot seal a pack");
-		}
-		pack_handoff(w, p);
-	}
+	/* Nearly full: no chunk of the minimum size would fit any more. */
+	if (p->len + TRAILER_LEN(p->nents + 1) + ST_CHUNK_MIN > ST_REPO_PACK_TARGET)
+		rc = pack_close(w, err);
+out:
 	(void)pthread_mutex_unlock(&w->pack_mu);
-	return 0;
+	return rc;
+}
+
+/* Drops one reference to a segment; the last one returns it to the pool. Holds w->mu. */
+static void seg_unref(struct st_repo_writer *w, struct st_repo_seg *s)
+{
+	if (--s->refs == 0) {
+		s->next_free = w->seg_free;
+		w->seg_free = s;
+		(void)pthread_cond_signal(&w->cv_seg);
+	}
+}
+
+/*
+ * Computes the id of a segment chunk and records it for its ticket. Returns
+ * true when the chunk is new to the repository (and must be stored).
+ */
+static bool hash_job(struct st_repo_writer *w, struct job *j)
+{
+	struct st_repo *r = w->r;
+	bool is_new;
+
+	st_repo_chunk_id(j->id, r, j->data, j->len);
+	(void)pthread_mutex_lock(&r->mu);
+	(void)tab_put(r, j->id, &is_new);
+	(void)pthread_mutex_unlock(&r->mu);
+	(void)pthread_mutex_lock(&w->mu);
+	memcpy(w->ids[j->ticket - w->id_base], j->id, ST_REPO_ID_LEN);
+	if (is_new) {
+		w->stats.chunks_new++;
+		w->stats.bytes_new += j->len;
+	} else {
+		w->stats.chunks_known++;
+	}
+	(void)pthread_mutex_unlock(&w->mu);
+	return is_new;
 }
 
 static void *worker_main(void *arg)
@@ -1255,12 +1395,20 @@ static void *worker_main(void *arg)
 		j = w->q[w->qhead];
 		w->qhead = (w->qhead + 1) % QUEUE_SLOTS;
 		w->qn--;
-		w->qbytes -= j.len;
+		if (j.seg == NULL)
+			w->qbytes -= j.len;
 		(void)pthread_cond_signal(&w->cv_space);
 		(void)pthread_mutex_unlock(&w->mu);
-		if (add_blob(w, &ws, &j, &err) < 0)
+		if ((j.seg == NULL || hash_job(w, &j)) && add_blob(w, &ws, &j, &err) < 0)
 			writer_fail(w, &err);
-		big_free(j.data, j.len);
+		if (j.seg == NULL)
+			big_free((void *)(uintptr_t)j.data, j.len);
+		(void)pthread_mutex_lock(&w->mu);
+		if (j.seg != NULL)
+			seg_unref(w, j.seg);
+		if (--w->busy == 0)
+			(void)pthread_cond_broadcast(&w->cv_idle);
+		(void)pthread_mutex_unlock(&w->mu);
 	}
 	ZSTD_freeCCtx(ws.cctx);
 	big_free(ws.zbuf, ws.zcap);
@@ -1299,7 +1447,7 @@ static void *uploader_main(void *arg)
 			w->stats.packs++;
 			(void)pthread_mutex_unlock(&w->mu);
 		}
-		pack_free(p);
+		pack_free(w, p);
 		if (rc < 0)
 			break;
 	}
@@ -1323,6 +1471,12 @@ int st_repo_writer_new(struct st_repo_writer **out, struct st_repo *r, unsigned 
 	(void)pthread_cond_init(&w->cv_space, NULL);
 	(void)pthread_cond_init(&w->cv_pack, NULL);
 	(void)pthread_cond_init(&w->cv_taken, NULL);
+	(void)pthread_cond_init(&w->cv_seg, NULL);
+	(void)pthread_cond_init(&w->cv_idle, NULL);
+	for (size_t i = 0; i < SEG_COUNT; i++) {
+		w->segs[i].next_free = w->seg_free;
+		w->seg_free = &w->segs[i];
+	}
 	if (pthread_create(&w->uploader, NULL, uploader_main, w) != 0) {
 		st_repo_writer_free(w);
 		return st_err_set(err, ST_EINTERNAL, "cannot start the uploader thread");
@@ -1339,11 +1493,29 @@ int st_repo_writer_new(struct st_repo_writer **out, struct st_repo *r, unsigned 
 	return 0;
 }
 
+/* Queues j (w->mu held), waiting for room; on failure returns the writer's error. */
+static int enqueue(struct st_repo_writer *w, const struct job *j, struct st_err *err)
+{
+	size_t cost = j->seg == NULL ? j->len : 0;
+
+	while (!w->failed && w->qn > 0 && (w->qn == QUEUE_SLOTS || w->qbytes + cost > QUEUE_BYTES))
+		(void)pthread_cond_wait(&w->cv_space, &w->mu);
+	if (w->failed)
+		return st_err_set(err, w->err.code, "%s", w->err.msg);
+	w->q[(w->qhead + w->qn) % QUEUE_SLOTS] = *j;
+	w->qn++;
+	w->qbytes += cost;
+	w->busy++;
+	(void)pthread_cond_signal(&w->cv_job);
+	return 0;
+}
+
 int st_repo_writer_add(struct st_repo_writer *w, const uint8_t id[ST_REPO_ID_LEN], const void *data,
                        size_t len, struct st_err *err)
 {
 	struct st_repo *r = w->r;
 	struct job j;
+	uint8_t *copy;
 	bool is_new;
 	int rc = 0;
 
@@ -1362,24 +1534,115 @@ int st_repo_writer_add(struct st_repo_writer *w, const uint8_t id[ST_REPO_ID_LEN
 	w->stats.chunks_new++;
 	w->stats.bytes_new += len;
 	(void)pthread_mutex_unlock(&w->mu);
+	memset(&j, 0, sizeof(j));
 	memcpy(j.id, id, ST_REPO_ID_LEN);
-	j.data = big_alloc(len);
-	memcpy(j.data, data, len);
+	copy = big_alloc(len);
+	memcpy(copy, data, len);
+	j.data = copy;
 	j.len = len;
 	(void)pthread_mutex_lock(&w->mu);
-	while (!w->failed && w->qn > 0 && (w->qn == QUEUE_SLOTS || w->qbytes + len > QUEUE_BYTES))
-		(void)pthread_cond_wait(&w->cv_space, &w->mu);
+	rc = enqueue(w, &j, err);
+	(void)pthread_mutex_unlock(&w->mu);
+	if (rc < 0)
+		big_free(copy, len);
+	return rc;
+}
+
+int st_repo_writer_seg_take(struct st_repo_seg **out, struct st_repo_writer *w, struct st_err *err)
+{
+	struct st_repo_seg *s;
+	int rc = 0;
+
+	*out = NULL;
+	(void)pthread_mutex_lock(&w->mu);
+	while (w->seg_free == NULL && !w->failed)
+		(void)pthread_cond_wait(&w->cv_seg, &w->mu);
 	if (w->failed) {
 		rc = st_err_set(err, w->err.code, "%s", w->err.msg);
-		big_free(j.data, j.len);
 	} else {
-		w->q[(w->qhead + w->qn) % QUEUE_SLOTS] = j;
-		w->qn++;
-		w->qbytes += len;
-		(void)pthread_cond_signal(&w->cv_job);
+		s = w->seg_free;
+		w->seg_free = s->next_free;
+		s->refs = 1;
+		*out = s;
+	}
+	(void)pthread_mutex_unlock(&w->mu);
+	/* Mapped on first use only: a small backup never touches the whole pool. */
+	if (*out != NULL && (*out)->data == NULL)
+		(*out)->data = big_alloc(ST_REPO_SEG_SIZE);
+	return rc;
+}
+
+uint8_t *st_repo_seg_data(struct st_repo_seg *s)
+{
+	return s->data;
+}
+
+void st_repo_writer_seg_release(struct st_repo_writer *w, struct st_repo_seg *s)
+{
+	if (s == NULL)
+		return;
+	(void)pthread_mutex_lock(&w->mu);
+	seg_unref(w, s);
+	(void)pthread_mutex_unlock(&w->mu);
+}
+
+int st_repo_writer_add_seg(uint64_t *ticket_out, struct st_repo_writer *w, struct st_repo_seg *s,
+                           size_t off, size_t len, struct st_err *err)
+{
+	struct job j;
+	int rc;
+
+	if (len == 0 || len > ST_CHUNK_MAX || off > ST_REPO_SEG_SIZE - len)
+		return st_err_set(err, ST_EINVAL, "chunk of %zu bytes at %zu", len, off);
+	memset(&j, 0, sizeof(j));
+	j.data = s->data + off;
+	j.len = len;
+	j.seg = s;
+	(void)pthread_mutex_lock(&w->mu);
+	if (w->drained) {
+		/* The ids of the previous round have been read: start a new one. */
+		w->id_base = w->next_ticket;
+		w->drained = false;
+	}
+	if (w->next_ticket - w->id_base == w->ids_cap) {
+		w->ids_cap = w->ids_cap ? w->ids_cap * 2 : 1024;
+		w->ids = st_xrealloc(w->ids, w->ids_cap * ST_REPO_ID_LEN);
+	}
+	j.ticket = w->next_ticket;
+	s->refs++;
+	if ((rc = enqueue(w, &j, err)) < 0) {
+		s->refs--;
+	} else {
+		*ticket_out = w->next_ticket++;
 	}
 	(void)pthread_mutex_unlock(&w->mu);
 	return rc;
+}
+
+int st_repo_writer_drain(struct st_repo_writer *w, struct st_err *err)
+{
+	int rc = 0;
+
+	(void)pthread_mutex_lock(&w->mu);
+	while (w->busy > 0 && !w->failed)
+		(void)pthread_cond_wait(&w->cv_idle, &w->mu);
+	if (w->failed)
+		rc = st_err_set(err, w->err.code, "%s", w->err.msg);
+	else
+		w->drained = true;
+	(void)pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
+void st_repo_writer_ticket_id(uint8_t id[ST_REPO_ID_LEN], const struct st_repo_writer *w,
+                              uint64_t ticket)
+{
+	ST_ASSERT(w->drained);
+	if (ticket < w->id_base || ticket >= w->next_ticket) {
+		memset(id, 0, ST_REPO_ID_LEN); /* never a real id: restore would fail loudly */
+		return;
+	}
+	memcpy(id, w->ids[ticket - w->id_base], ST_REPO_ID_LEN);
 }
 
 struct fresh_ent {
@@ -1499,12 +1762,12 @@ int st_repo_writer_finish(struct st_repo_writer *w, struct st_err *err)
 
 			(void)st_err_set(&e, ST_EINTERNAL, "cannot seal a pack");
 			writer_fail(w, &e);
-			pack_free(last);
+			pack_free(w, last);
 		} else {
 			pack_handoff(w, last);
 		}
 	} else {
-		pack_free(last);
+		pack_free(w, last);
 	}
 	(void)pthread_mutex_lock(&w->mu);
 	w->workers_done = true;
@@ -1546,17 +1809,28 @@ void st_repo_writer_free(struct st_repo_writer *w)
 		if (w->uploader_started)
 			(void)pthread_join(w->uploader, NULL);
 	}
-	for (size_t i = 0; i < w->qn; i++)
-		big_free(w->q[(w->qhead + i) % QUEUE_SLOTS].data,
-		         w->q[(w->qhead + i) % QUEUE_SLOTS].len);
-	pack_free(w->cur);
-	pack_free(w->handoff);
+	for (size_t i = 0; i < w->qn; i++) {
+		const struct job *j = &w->q[(w->qhead + i) % QUEUE_SLOTS];
+
+		if (j->seg == NULL)
+			big_free((void *)(uintptr_t)j->data, j->len);
+	}
+	pack_free(w, w->cur);
+	pack_free(w, w->handoff);
+	for (unsigned i = 0; i < w->nspare; i++)
+		big_free(w->spare[i], PACK_ALLOC);
+	/* Segments still held by the caller are released with the writer. */
+	for (size_t i = 0; i < SEG_COUNT; i++)
+		big_free(w->segs[i].data, ST_REPO_SEG_SIZE);
+	free(w->ids);
 	(void)pthread_mutex_destroy(&w->mu);
 	(void)pthread_mutex_destroy(&w->pack_mu);
 	(void)pthread_cond_destroy(&w->cv_job);
 	(void)pthread_cond_destroy(&w->cv_space);
 	(void)pthread_cond_destroy(&w->cv_pack);
 	(void)pthread_cond_destroy(&w->cv_taken);
+	(void)pthread_cond_destroy(&w->cv_seg);
+	(void)pthread_cond_destroy(&w->cv_idle);
 	free(w);
 }
 

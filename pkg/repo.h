@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pkg/chunker.h"
 #include "pkg/store.h"
 #include "pkg/util/err.h"
 
@@ -114,11 +115,13 @@ int st_repo_open_blob(uint8_t **out, size_t *len_out, struct st_repo *r, struct 
                       uint32_t rawlen, struct st_err *err) ST_WARN_UNUSED;
 
 /*
- * The writer: a small pool of worker threads compresses and encrypts new
- * chunks into packs while one uploader thread stores sealed packs, so pack
- * building overlaps uploads. Memory is bounded: at most `queue_bytes` of
- * chunk data waits for the workers, one pack is being filled and one is
- * being uploaded.
+ * The writer: a small pool of worker threads hashes chunks (segment chunks,
+ * below), compresses and encrypts the new ones into packs while one uploader
+ * thread stores sealed packs, so pack building overlaps uploads. A pack is
+ * closed before it would pass ST_REPO_PACK_TARGET bytes, so it is one PUT on
+ * S3. Memory is bounded: four segments of file data, at most 4 MiB of copied
+ * chunks waiting for the workers, one pack being filled, one handed over and
+ * one being uploaded.
  */
 struct st_repo_writer;
 struct st_repo_writer_stats {
@@ -137,6 +140,37 @@ int st_repo_writer_new(struct st_repo_writer **out, struct st_repo *r, unsigned 
  */
 int st_repo_writer_add(struct st_repo_writer *w, const uint8_t id[ST_REPO_ID_LEN], const void *data,
                        size_t len, struct st_err *err) ST_WARN_UNUSED;
+/*
+ * Segments: the way file data reaches the workers without a copy. The caller
+ * takes a segment of ST_REPO_SEG_SIZE bytes from the writer's fixed pool
+ * (blocking while all are in use, which bounds memory), reads file data into
+ * it, and queues chunks that point into it with st_repo_writer_add_seg. A
+ * worker computes each chunk's keyed id, looks it up, and compresses, seals
+ * and packs it only when it is new; chunk boundaries are the caller's, so
+ * they stay deterministic whatever the number of workers. The segment goes
+ * back to the pool once the caller released it and every chunk in it is
+ * done. Only the thread that adds chunks may call these.
+ *
+ * Each chunk gets a ticket (0, 1, 2, ... over the writer's life). After
+ * st_repo_writer_drain returns 0, every queued chunk has been hashed, and
+ * st_repo_writer_ticket_id gives the id of any ticket issued since the
+ * previous drain, until the next st_repo_writer_add_seg.
+ */
+#define ST_REPO_SEG_SIZE (2u * ST_CHUNK_MAX)
+struct st_repo_seg;
+int st_repo_writer_seg_take(struct st_repo_seg **out, struct st_repo_writer *w,
+                            struct st_err *err) ST_WARN_UNUSED;
+uint8_t *st_repo_seg_data(struct st_repo_seg *s);
+/* Drops the caller's reference; NULL is a no-op. */
+void st_repo_writer_seg_release(struct st_repo_writer *w, struct st_repo_seg *s);
+/* Queues bytes [off, off + len) of s (1 <= len <= ST_CHUNK_MAX) as one chunk. */
+int st_repo_writer_add_seg(uint64_t *ticket_out, struct st_repo_writer *w, struct st_repo_seg *s,
+                           size_t off, size_t len, struct st_err *err) ST_WARN_UNUSED;
+/* Waits until every queued chunk is hashed; returns the first worker or upload error. */
+int st_repo_writer_drain(struct st_repo_writer *w, struct st_err *err) ST_WARN_UNUSED;
+void st_repo_writer_ticket_id(uint8_t id[ST_REPO_ID_LEN], const struct st_repo_writer *w,
+                              uint64_t ticket);
+
 /*
  * Flushes the last pack, waits for every upload, then writes one index object
  * naming the packs of this writer (and recovered ones). After 0, every added

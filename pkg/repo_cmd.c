@@ -315,7 +315,12 @@ static int do_init(struct cmd *c)
 
 	if ((rc = open_store(c)) < 0 || (rc = load_key(&key, &klen, c)) < 0)
 		return rc;
-	rc = st_repo_init(c->store, key, klen, &err);
+	/* A missing bucket is created first; an existing one is used as it is. */
+	rc = st_store_create(c->store, &err);
+	if (rc == 0)
+		printf("bucket created for %s\n", c->store->url);
+	if (rc >= 0)
+		rc = st_repo_init(c->store, key, klen, &err);
 	st_freezero(key, klen + 1);
 	if (rc < 0)
 		fprintf(stderr, "error: %s\n", st_err_text(&err));

@@ -458,6 +458,21 @@ static size_t on_read(char *p, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/*
+ * Lets libcurl rewind the body: it resends a request by itself when a pooled
+ * connection turns out to be dead, and without this fails with "rewinding of
+ * the data stream failed" instead of reaching our retry loop.
+ */
+static int on_seek(void *ud, curl_off_t off, int origin)
+{
+	struct xfer *x = ud;
+
+	if (origin != SEEK_SET || off < 0 || (uint64_t)off > x->r->body_len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	x->body_off = (size_t)off;
+	return CURL_SEEKFUNC_OK;
+}
+
 /* The request path: prefix, then the key encoded once (S3 canonical form). */
 static int build_path(struct st_buf *path, const struct st_s3_client *c, const char *key)
 {
@@ -571,6 +586,8 @@ static CURLcode perform(CURL *h, const struct st_s3_client *c, const struct req 
 		(void)curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 		(void)curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
 		(void)curl_easy_setopt(h, CURLOPT_READDATA, &x);
+		(void)curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+		(void)curl_easy_setopt(h, CURLOPT_SEEKDATA, &x);
 		(void)curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
 		(void)curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
 	} else if (strcmp(r->method, "GET") != 0) {
@@ -721,17 +738,17 @@ static int transport_error(const struct st_s3_client *c, const struct req *r, CU
 	bool tls = cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CONNECT_ERROR ||
 	           cc == CURLE_SSL_CACERT_BADFILE || cc == CURLE_SSL_CERTPROBLEM;
 
-	return st_err_set(err,
-	                  tls                              ? ST_ETLS
-	                  : cc == CURLE_OPERATION_TIMEDOUT ? ST_ETIMEDOUT
-	                                                   : ST_EIO,
-	                  "s3 %s %s/%s: %s after %u attempt%s; %s", r->method, c->bucket,
-	                  r->key ? r->key : "", curl_easy_strerror(cc), attempts,
-	                  attempts == 1 ? "" : "s",
-	                  tls ? "TLS verification failed: set caFile= to the server's CA "
-	                        "(insecureSkipTLSVerify=true only for tests)"
-	                      : "cannot reach the endpoint: check endpoint= and that the server "
-	                        "is running");
+	return st_err_set(
+	        err,
+	        tls                              ? ST_ETLS
+	        : cc == CURLE_OPERATION_TIMEDOUT ? ST_ETIMEDOUT
+	                                         : ST_EIO,
+	        "s3 %s %s/%s: %s after %u attempt%s; %s %s%s", r->method, c->bucket,
+	        r->key ? r->key : "", curl_easy_strerror(cc), attempts, attempts == 1 ? "" : "s",
+	        tls ? "TLS verification failed for" : "cannot reach the endpoint", c->base,
+	        tls ? ": set caFile= to the server's CA "
+	              "(insecureSkipTLSVerify=true only for tests)"
+	            : ": check endpoint= and that the server is running");
 }
 
 /*

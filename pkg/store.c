@@ -132,3 +132,10 @@ int st_store_sync(struct st_store *s, struct st_err *err)
 		return 0;
 	return s->vt->sync(s, err);
 }
+
+int st_store_create(struct st_store *s, struct st_err *err)
+{
+	if (s->vt->create == NULL)
+		return 1;
+	return s->vt->create(s, err);
+}

@@ -56,6 +56,8 @@ struct st_store_vtable {
 	void (*free)(struct st_store *s);
 	/* Optional (NULL: puts are durable when they return): makes deferred puts durable. */
 	int (*sync)(struct st_store *s, struct st_err *err);
+	/* Optional (NULL: nothing to create): creates the bucket; 1 when it existed already. */
+	int (*create)(struct st_store *s, struct st_err *err);
 };
 
 /* Backends embed this as their first member. */
@@ -111,6 +113,16 @@ int st_store_delete(struct st_store *s, const char *key, struct st_err *err) ST_
  */
 void st_store_set_defer_sync(struct st_store *s, bool on);
 int st_store_sync(struct st_store *s, struct st_err *err) ST_WARN_UNUSED;
+
+/*
+ * Makes sure the location can hold objects: on S3 the bucket is created when
+ * it does not exist (a bucket the caller already owns is fine); file://
+ * locations must already exist and nothing is done. Returns 0 when something
+ * was created, 1 when the location existed, or a negative ST_E* with err set
+ * (e.g. the bucket is owned by someone else, or the credentials may not
+ * create buckets).
+ */
+int st_store_create(struct st_store *s, struct st_err *err) ST_WARN_UNUSED;
 
 /* Backend constructors, called by st_store_open. */
 int st_store__open_file(struct st_store **out, const char *url, const char *path,

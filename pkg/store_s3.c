@@ -252,6 +252,38 @@ static void s3_free(struct st_store *st)
 	free(s);
 }
 
+static int stop_cb(const char *key, uint64_t size, void *payload)
+{
+	(void)key;
+	(void)size;
+	(void)payload;
+	return 1;
+}
+
+/*
+ * Lists one key first: a listing answers NoSuchBucket (404) for a missing
+ * bucket, which tells "created" from "was there" on servers (RGW, MinIO)
+ * that answer 200 to creating a bucket one already owns.
+ */
+static int s3_create(struct st_store *st, struct st_err *err)
+{
+	struct s3_store *s = (struct s3_store *)st;
+	struct st_err probe = ST_ERR_INIT;
+	char *k = full_key(s, "config");
+	int rc = st_s3_list(s->c, k, stop_cb, NULL, &probe);
+
+	free(k);
+	if (rc >= 0)
+		return 1;
+	if (rc != ST_ENOTFOUND)
+		return st_err_set(err, probe.code, "%s", probe.msg);
+	if ((rc = st_s3_create_bucket(s->c, err)) < 0) {
+		st_err_prefix(err, "create bucket");
+		return rc;
+	}
+	return 0;
+}
+
 /* S3 makes a PUT durable when it answers, so there is no sync operation. */
 static const struct st_store_vtable s3_vtable = {
 	.put = s3_put,
@@ -261,6 +293,7 @@ static const struct st_store_vtable s3_vtable = {
 	.del = s3_del,
 	.free = s3_free,
 	.sync = NULL,
+	.create = s3_create,
 };
 
 int st_store__open_s3(struct st_store **out, const char *url, const struct st_store_options *opts,

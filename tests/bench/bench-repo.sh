@@ -3,8 +3,11 @@
 # incremental backup after changing ~1% of the bytes, and restore of a
 # generated ~1 GiB tree (a large random file, compressible text, 20k small
 # files, a sparse file), for stasis and for restic on the same data, both to a
-# local file:// repository. Each figure is the median of $RUNS runs; peak RSS
-# comes from /usr/bin/time -v. Usage: tests/bench/bench-repo.sh build/release
+# local file:// repository, or with BENCH_STORE=rgw both to the same Ceph RGW
+# (hack/rgw.sh; a fresh cluster for every run, since its memstore OSD keeps
+# everything in memory): stasis through s3://, restic through its S3 backend.
+# Each figure is the median of $RUNS runs; peak RSS comes from /usr/bin/time -v.
+# Usage: [BENCH_STORE=file|rgw] [RUNS=3] tests/bench/bench-repo.sh build/release
 set -euo pipefail
 
 B=${1:?usage: bench-repo.sh BUILD_DIR}
@@ -13,8 +16,11 @@ AGENT=${STASIS_AGENT:-$ROOT/$B/bin/stasis-agent}
 RUNS=${RUNS:-3}
 [ -x "$AGENT" ] || { echo "bench-repo: $AGENT is not built"; exit 1; }
 command -v restic >/dev/null || { echo "bench-repo: restic missing (STASIS_BENCH_DEPS=1 hack/install-deps.sh)"; exit 1; }
+STORE=${BENCH_STORE:-file}
+case "$STORE" in file | rgw) ;; *) echo "bench-repo: BENCH_STORE is file or rgw"; exit 2 ;; esac
 W=$(mktemp -d "${BENCH_TMP:-/var/tmp}/stasis-bench-repo.XXXXXX")
-trap 'rm -rf "$W"' EXIT
+rgw_stop() { [ "$STORE" != rgw ] || bash "$ROOT/hack/rgw.sh" stop "$W/rgw" || true; }
+trap 'rgw_stop; rm -rf "$W"' EXIT
 export STASIS_REPO_KEY="bench key" RESTIC_PASSWORD="bench key" RESTIC_CACHE_DIR=$W/restic-cache
 
 # --- chunking speed, one core --------------------------------------------------
@@ -114,29 +120,55 @@ measure() {
 	echo "$secs $rss $cpu" >>"$W/$name"
 }
 median() { sort -n -k"$2" "$W/$1" | awk -v k="$2" '{ v[NR] = $k } END { print v[int((NR + 1) / 2)] }'; }
-repo_bytes() { du -sb "$1" | cut -f1; }
+# Bytes stored: the directory, or the bucket's total object size on RGW.
+repo_bytes() {
+	if [ "$STORE" = file ]; then
+		du -sb "$1" | cut -f1
+		return
+	fi
+	radosgw-admin -c "$W/rgw/ceph.conf" -n client.rgw bucket stats --bucket="$1" 2>/dev/null |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["usage"]["rgw.main"]["size"])'
+}
+
+# Per run: SREPO/RREPO (the locations), SBYTES/RBYTES (what repo_bytes takes).
+setup_run() {
+	rm -rf "$W/srepo" "$W/rrepo" "$W/sout" "$W/rout" "$RESTIC_CACHE_DIR"
+	if [ "$STORE" = file ]; then
+		mkdir -p "$W/srepo"
+		SREPO=file://$W/srepo RREPO=$W/rrepo SBYTES=$W/srepo RBYTES=$W/rrepo
+	else
+		rgw_stop
+		bash "$ROOT/hack/rgw.sh" start "$W/rgw" >/dev/null
+		set -a
+		# shellcheck disable=SC1091
+		. "$W/rgw/env"
+		set +a
+		SREPO="s3://stasis-bench/repo?endpoint=$STASIS_S3_ENDPOINT&region=default&pathStyle=true"
+		RREPO="s3:$STASIS_S3_ENDPOINT/restic-bench"
+		SBYTES=stasis-bench RBYTES=restic-bench
+	fi
+	"$AGENT" repo init --repo "$SREPO" >/dev/null
+	restic init --repo "$RREPO" >/dev/null 2>&1
+	sync
+}
 
 for run in $(seq 1 "$RUNS"); do
-	echo "bench-repo: run $run/$RUNS"
-	rm -rf "$W/srepo" "$W/rrepo" "$W/sout" "$W/rout" "$RESTIC_CACHE_DIR"
-	mkdir -p "$W/srepo"
-	"$AGENT" repo init --repo "file://$W/srepo" >/dev/null
-	restic init --repo "$W/rrepo" >/dev/null 2>&1
-	sync
-	measure s_full "$AGENT" backup "$D" --repo "file://$W/srepo" --jobs 2
-	measure r_full restic backup --repo "$W/rrepo" "$D"
-	s_stored=$(repo_bytes "$W/srepo")
-	r_stored=$(repo_bytes "$W/rrepo")
+	echo "bench-repo: run $run/$RUNS ($STORE)"
+	setup_run
+	measure s_full "$AGENT" backup "$D" --repo "$SREPO" --jobs 2
+	measure r_full restic backup --repo "$RREPO" "$D"
+	s_stored=$(repo_bytes "$SBYTES")
+	r_stored=$(repo_bytes "$RBYTES")
 	echo "$s_stored" >>"$W/s_stored"
 	echo "$r_stored" >>"$W/r_stored"
 	mutate
-	measure s_incr "$AGENT" backup "$D" --repo "file://$W/srepo" --jobs 2
-	measure r_incr restic backup --repo "$W/rrepo" "$D"
-	echo "$(($(repo_bytes "$W/srepo") - s_stored))" >>"$W/s_up"
-	echo "$(($(repo_bytes "$W/rrepo") - r_stored))" >>"$W/r_up"
+	measure s_incr "$AGENT" backup "$D" --repo "$SREPO" --jobs 2
+	measure r_incr restic backup --repo "$RREPO" "$D"
+	echo "$(($(repo_bytes "$SBYTES") - s_stored))" >>"$W/s_up"
+	echo "$(($(repo_bytes "$RBYTES") - r_stored))" >>"$W/r_up"
 	sync
-	measure s_rest "$AGENT" restore latest --target "$W/sout" --repo "file://$W/srepo" --jobs 2
-	measure r_rest restic restore latest --repo "$W/rrepo" --target "$W/rout"
+	measure s_rest "$AGENT" restore latest --target "$W/sout" --repo "$SREPO" --jobs 2
+	measure r_rest restic restore latest --repo "$RREPO" --target "$W/rout"
 	# the restores must be complete and equal to the source
 	cmp "$D/random.bin" "$W/sout/random.bin"
 	cmp "$D/random.bin" "$W/rout/$D/random.bin"
@@ -149,7 +181,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f%%", 100 * a / b }'; }
 
 echo
-echo "bench-repo: data set $(mib "$data_bytes") on disk ($(mib "$apparent") apparent), $RUNS run(s), medians"
+echo "bench-repo: data set $(mib "$data_bytes") on disk ($(mib "$apparent") apparent), repository: $STORE, $RUNS run(s), medians"
 echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 printf 'chunking (FastCDC, one core): %s GB/s per CPU-second, %s GB/s wall, mean chunk %s B (target >= 1 GB/s)\n' \
 	"$chunk_cpu" "$chunk_wall" "$chunk_avg"
