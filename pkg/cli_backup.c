@@ -514,8 +514,7 @@ struct wait_state {
 	int warnings;
 };
 
-/* Appends ", volumes D/T, N MiB sent at R MiB/s" when volumes are being moved. */
-static void volume_progress(char *line, size_t size, struct json_object *vp)
+void st_cli_volume_progress(char *line, size_t size, struct json_object *vp, const char *verb)
 {
 	size_t n = strlen(line);
 	double mib = (double)json_object_get_int64(st_json_get(vp, "bytesTransferred")) / 1048576.0;
@@ -523,9 +522,9 @@ static void volume_progress(char *line, size_t size, struct json_object *vp)
 
 	if (vp == NULL || json_object_get_int(st_json_get(vp, "totalVolumes")) == 0 || n >= size)
 		return;
-	(void)snprintf(line + n, size - n, ", volumes %d/%d, %.1f MiB sent at %.1f MiB/s",
+	(void)snprintf(line + n, size - n, ", volumes %d/%d, %.1f MiB %s at %.1f MiB/s",
 	               json_object_get_int(st_json_get(vp, "volumesDone")),
-	               json_object_get_int(st_json_get(vp, "totalVolumes")), mib, rate);
+	               json_object_get_int(st_json_get(vp, "totalVolumes")), mib, verb, rate);
 }
 
 static bool terminal_phase(const char *p)
@@ -555,7 +554,8 @@ static int wait_event(enum st_kube_event_type type, struct json_object *obj, voi
 	(void)snprintf(line, sizeof(line), "%s: %d/%d items backed up", phase,
 	               json_object_get_int(st_json_get(progress, "itemsBackedUp")),
 	               json_object_get_int(st_json_get(progress, "totalItems")));
-	volume_progress(line, sizeof(line), st_json_get_obj(status, "volumeProgress"));
+	st_cli_volume_progress(line, sizeof(line), st_json_get_obj(status, "volumeProgress"),
+	                       "sent");
 	if (strcmp(line, w->last) != 0) {
 		printf("Backup %s %s\n", w->name, line);
 		fflush(stdout);

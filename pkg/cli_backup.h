@@ -130,4 +130,10 @@ int st_cli_backup_describe(struct st_buf *out, struct json_object *backup,
 /* The STATUS cell of a Backup: phase, "New" when unset, "Deleting" when asked, error count. */
 void st_cli_backup_status(char *buf, size_t size, struct json_object *backup);
 
+/*
+ * Appends ", volumes D/T, N MiB <verb> at R MiB/s" to line (a --wait line)
+ * when status.volumeProgress (vp) counts volumes.
+ */
+void st_cli_volume_progress(char *line, size_t size, struct json_object *vp, const char *verb);
+
 #endif

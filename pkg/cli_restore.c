@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "pkg/cli_backup.h"
 #include "pkg/cli_common.h"
 #include "pkg/cli_store.h"
 #include "pkg/remap.h"
@@ -607,7 +608,7 @@ static int resolve_source(struct st_cli_ctx *ctx, struct create_args *a)
 /* State of `restore create --wait` across watch events. */
 struct wait_state {
 	const char *name;
-	char last[128];
+	char last[256];
 	char phase[32];
 	char reason[CELL];
 	int errors;
@@ -627,7 +628,7 @@ static int wait_event(enum st_kube_event_type type, struct json_object *obj, voi
 	struct json_object *progress = st_json_get_obj(status, "progress");
 	const char *phase = st_json_get_str(status, "phase");
 	const char *reason = st_json_get_str(status, "failureReason");
-	char line[128];
+	char line[256];
 
 	if (type == ST_KUBE_EVENT_DELETED) {
 		(void)snprintf(w->phase, sizeof(w->phase), "Deleted");
@@ -640,6 +641,8 @@ static int wait_event(enum st_kube_event_type type, struct json_object *obj, voi
 	(void)snprintf(line, sizeof(line), "%s: %d/%d items restored", phase,
 	               json_object_get_int(st_json_get(progress, "itemsRestored")),
 	               json_object_get_int(st_json_get(progress, "totalItems")));
+	st_cli_volume_progress(line, sizeof(line), st_json_get_obj(status, "volumeProgress"),
+	                       "read");
 	if (strcmp(line, w->last) != 0) {
 		printf("Restore %s %s\n", w->name, line);
 		(void)fflush(stdout);

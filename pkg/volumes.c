@@ -1371,6 +1371,110 @@ static int load_manifest(struct json_object **out, struct st_store *location, co
 	return rc;
 }
 
+/* Drops the annotations the binder and provisioner wrote (pv.kubernetes.io/..., volume...). */
+static void strip_binding_annotations(struct json_object *ann)
+{
+	char *keys[64];
+	size_t n = 0, i;
+
+	if (ann == NULL)
+		return;
+	json_object_object_foreach(ann, k, val)
+	{
+		(void)val;
+		if (n < 64 &&
+		    (strncmp(k, "pv.kubernetes.io/", 17) == 0 ||
+		     strncmp(k, "volume.kubernetes.io/", 21) == 0 ||
+		     strncmp(k, "volume.beta.kubernetes.io/storage-provisioner", 45) == 0))
+			keys[n++] = st_xstrdup(k);
+	}
+	for (i = 0; i < n; i++) {
+		json_object_object_del(ann, keys[i]);
+		free(keys[i]);
+	}
+}
+
+/* Waits until claim ns/name is gone (the API answers 404). */
+static bool claim_gone(struct phase *p, const char *ns, const char *name)
+{
+	int i;
+
+	for (i = 0; i < 300; i++) {
+		struct json_object *o = NULL;
+		struct st_err err = { 0 };
+		long http = 0;
+		int rc = st_kube_get(&o, p->c, &p->pvcs, ns, name, &http, &err);
+
+		json_object_put(o);
+		if (rc < 0 && http == 404)
+			return true;
+		(void)usleep(100 * 1000);
+	}
+	return false;
+}
+
+/*
+ * A claim restored in place whose backup kept its VolumeSnapshot, still
+ * there and ready: the claim is created again with the snapshot as its
+ * dataSource (the storage clones it, no data moves). 0 when that does not
+ * apply (the mover then restores it from the repository), 1 when done, -1
+ * when the claim was deleted but could not be created again (v->error).
+ */
+static int from_kept_snapshot(struct phase *p, struct vol *v, struct json_object *entry,
+                              const char *source_ns)
+{
+	const char *vs = st_json_get_str(entry, "volumeSnapshot");
+	struct json_object *snap = NULL, *pvc = NULL, *out = NULL, *md, *spec, *ds;
+	struct st_err err = { 0 };
+	int ret = 0;
+
+	if (vs == NULL || strcmp(source_ns, v->ns) != 0)
+		return 0;
+	if (st_kube_get(&snap, p->c, &p->snaps, v->ns, vs, NULL, &err) < 0 ||
+	    !st_json_get_bool(st_json_get_obj(snap, "status"), "readyToUse", false) ||
+	    st_kube_get(&pvc, p->c, &p->pvcs, v->ns, v->pvc, NULL, &err) < 0)
+		goto out;
+	md = st_json_get_obj(pvc, "metadata");
+	spec = st_json_get_obj(pvc, "spec");
+	if (md == NULL || spec == NULL)
+		goto out;
+	json_object_object_del(pvc, "status");
+	json_object_object_del(md, "uid");
+	json_object_object_del(md, "resourceVersion");
+	json_object_object_del(md, "creationTimestamp");
+	json_object_object_del(md, "managedFields");
+	strip_binding_annotations(st_json_get_obj(md, "annotations"));
+	json_object_object_del(spec, "volumeName");
+	json_object_object_del(spec, "dataSourceRef");
+	ds = json_object_new_object();
+	st_json_add_str(ds, "apiGroup", "snapshot.storage.k8s.io");
+	st_json_add_str(ds, "kind", "VolumeSnapshot");
+	st_json_add_str(ds, "name", vs);
+	json_object_object_add(spec, "dataSource", ds);
+	delete_obj(p, &p->pvcs, v->ns, v->pvc);
+	ret = -1;
+	if (!claim_gone(p, v->ns, v->pvc)) {
+		(void)snprintf(v->error, sizeof(v->error),
+		               "the empty claim did not go away before it was created again from "
+		               "VolumeSnapshot %.200s",
+		               vs);
+		goto out;
+	}
+	if (st_kube_create(&out, p->c, &p->pvcs, v->ns, pvc, NULL, &err) < 0) {
+		(void)snprintf(v->error, sizeof(v->error),
+		               "creating it from VolumeSnapshot %.200s: %s", vs, st_err_text(&err));
+		goto out;
+	}
+	plog(p, "info", "claim %s/%s: created from the kept VolumeSnapshot %s", v->ns, v->pvc, vs);
+	(void)snprintf(v->error, sizeof(v->error), "created from VolumeSnapshot %.200s", vs);
+	ret = 1;
+out:
+	json_object_put(snap);
+	json_object_put(pvc);
+	json_object_put(out);
+	return ret;
+}
+
 int st_volumes_restore(struct st_volumes_restore_item *items, size_t n,
                        const struct st_volumes_config *cfg, struct st_store *location,
                        const char *backup, const char *name, st_volumes_log_cb log,
@@ -1380,7 +1484,7 @@ int st_volumes_restore(struct st_volumes_restore_item *items, size_t n,
 	struct phase p;
 	size_t i;
 	unsigned todo = 0;
-	int rc;
+	int rc, kept;
 
 	memset(&p, 0, sizeof(p));
 	p.cfg = cfg;
@@ -1396,7 +1500,9 @@ int st_volumes_restore(struct st_volumes_restore_item *items, size_t n,
 	if (st_kube_gvr_set(&p.pods, "", "v1", "pods", "Pod", true) < 0 ||
 	    st_kube_gvr_set(&p.pvcs, "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim",
 	                    true) < 0 ||
-	    st_kube_gvr_set(&p.secrets, "", "v1", "secrets", "Secret", true) < 0)
+	    st_kube_gvr_set(&p.secrets, "", "v1", "secrets", "Secret", true) < 0 ||
+	    st_kube_gvr_set(&p.snaps, "snapshot.storage.k8s.io", "v1", "volumesnapshots",
+	                    "VolumeSnapshot", true) < 0)
 		return st_err_set(err, ST_EINTERNAL, "resource types");
 	if ((rc = load_manifest(&manifest, location, backup, err)) < 0)
 		return rc;
@@ -1422,6 +1528,8 @@ int st_volumes_restore(struct st_volumes_restore_item *items, size_t n,
 			(void)snprintf(v->error, sizeof(v->error),
 			               "its data was not stored by backup %.200s (%.64s)", backup,
 			               phase ? phase : "no phase");
+		} else if ((kept = from_kept_snapshot(&p, v, e, items[i].source_namespace)) != 0) {
+			v->state = kept > 0 ? VOL_DONE : VOL_FAILED;
 		} else {
 			v->state = VOL_CUT;
 			(void)snprintf(v->snapshot_id, sizeof(v->snapshot_id), "%s", snap);

@@ -103,7 +103,7 @@ class Volumes:
         v = self.vols.get(k)
         if v is not None and v.uid == md["uid"]:
             return
-        self.provision(k)
+        self.provision(k, obj)
 
     def retry_pending_claims(self):
         for obj in self.h.inf["persistentvolumeclaims"].items():
@@ -133,8 +133,11 @@ class Volumes:
             return sc, "provisioner %s is not %s" % (sc.get("provisioner"), DRIVER)
         return sc, None
 
-    def provision(self, k):
-        pvc = self.h.inf["persistentvolumeclaims"].get(*k)
+    def provision(self, k, pvc=None):
+        """Binds claim k; pvc is the object of the event being handled (the
+        informer's cache may not hold it yet)."""
+        if pvc is None:
+            pvc = self.h.inf["persistentvolumeclaims"].get(*k)
         if pvc is None:
             return
         md, spec = pvc["metadata"], pvc.get("spec") or {}
@@ -292,6 +295,9 @@ class Volumes:
             except APIStatusError as e:
                 self.log("releasing PV %s: %s" % (v.pv, e))
         self.h.save_state()
+        # A claim created again under the same name while this one was going
+        # waited for the name: provision it now.
+        self.h.main.submit(self.retry_pending_claims)
 
     # ------------------------------------------------------------------ mounts
     def acquire(self, k, user, rw):

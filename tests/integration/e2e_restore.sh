@@ -153,6 +153,13 @@ EOF
 [ "$(k -n velero-made get pvc plain -o 'jsonpath={.spec.storageClassName}')" = standard ] ||
 	fail "the restore webhook remapped an unlabelled claim"
 
+# --- a backup that keeps its VolumeSnapshot (restored later, after the repository is damaged) ----------
+S backup create keep-01 --include-namespaces test --keep-volume-snapshots --wait >"$work/k1.out" 2>&1 ||
+	fail "keep-01: $(cat "$work/k1.out")"
+kept=$(bjson keep-01 'b["status"]["volumes"][0].get("volumeSnapshot", "")')
+[ -n "$kept" ] && k -n test get volumesnapshot "$kept" >/dev/null ||
+	fail "keep-01 kept no VolumeSnapshot: $(bjson keep-01 'b["status"]["volumes"]')"
+
 # --- a corrupted chunk fails its volume by name, and its workload does not start ------------------------
 $PY - "$work/store/repository" <<'EOF' || fail "no pack to corrupt"
 import os, sys
@@ -173,4 +180,20 @@ grep "test-bad/html" "$work/r5.txt" | grep -qiE "corrupt|damaged" ||
 	fail "r5 does not name the failed volume: $(cat "$work/r5.txt")"
 [ -z "$(k -n test-bad get deployment nginx -o name 2>/dev/null)" ] ||
 	fail "the workload of a failed volume was created"
-echo "e2e restore: full circle, mapped namespace, storage class and registry, existing objects, webhook, corrupted chunk: ok"
+
+# --- the kept VolumeSnapshot restores the claim in place, with no data read from the repository ----------
+k -n test delete deployment nginx >/dev/null
+k -n test delete pvc html >/dev/null
+i=0
+while k -n test get pvc html >/dev/null 2>&1; do
+	i=$((i + 1))
+	[ $i -lt 300 ] || fail "claim test/html not gone"
+	sleep 0.1
+done
+S restore create r6 --from-backup keep-01 --include-namespaces test --wait >"$work/r6.out" 2>&1 ||
+	fail "restore r6 from a kept snapshot: $(cat "$work/r6.out"; S restore describe r6 --details)"
+[ "$(k -n test get pvc html -o 'jsonpath={.spec.dataSource.name}')" = "$kept" ] ||
+	fail "claim not created from $kept: $(k -n test get pvc html -o json)"
+pod=$(nginx_pod test)
+[ "$(cat "$(volume_path test html)/index.html")" = "hello world 001" ] || fail "page from the kept snapshot"
+echo "e2e restore: full circle, mapped namespace, storage class and registry, existing objects, webhook, corrupted chunk, kept snapshot: ok"
