@@ -504,16 +504,6 @@ static struct json_object *new_backup(const char *name, const char *ns, const st
 	return o;
 }
 
-/* State of `backup create --wait` across watch events. */
-struct wait_state {
-	const char *name;
-	char last[256];
-	char phase[32];
-	char reason[CELL];
-	int errors;
-	int warnings;
-};
-
 void st_cli_volume_progress(char *line, size_t size, struct json_object *vp, const char *verb)
 {
 	size_t n = strlen(line);
@@ -526,6 +516,17 @@ void st_cli_volume_progress(char *line, size_t size, struct json_object *vp, con
 	               json_object_get_int(st_json_get(vp, "volumesDone")),
 	               json_object_get_int(st_json_get(vp, "totalVolumes")), mib, verb, rate);
 }
+
+/* State of `create --wait` across watch events. */
+struct wait_state {
+	const struct st_cli_wait *how;
+	const char *name;
+	char last[256];
+	char phase[32];
+	char reason[CELL];
+	int errors;
+	int warnings;
+};
 
 static bool terminal_phase(const char *p)
 {
@@ -551,14 +552,15 @@ static int wait_event(enum st_kube_event_type type, struct json_object *obj, voi
 		return 0;
 	if (phase == NULL || phase[0] == '\0')
 		phase = "New";
-	(void)snprintf(line, sizeof(line), "%s: %d/%d items backed up", phase,
-	               json_object_get_int(st_json_get(progress, "itemsBackedUp")),
-	               json_object_get_int(st_json_get(progress, "totalItems")));
+	(void)snprintf(line, sizeof(line), "%s: %d/%d %s", phase,
+	               json_object_get_int(st_json_get(progress, w->how->items_key)),
+	               json_object_get_int(st_json_get(progress, "totalItems")),
+	               w->how->items_text);
 	st_cli_volume_progress(line, sizeof(line), st_json_get_obj(status, "volumeProgress"),
-	                       "sent");
+	                       w->how->volume_verb);
 	if (strcmp(line, w->last) != 0) {
-		printf("Backup %s %s\n", w->name, line);
-		fflush(stdout);
+		printf("%s %s %s\n", w->how->kind, w->name, line);
+		(void)fflush(stdout);
 		(void)snprintf(w->last, sizeof(w->last), "%s", line);
 	}
 	(void)snprintf(w->phase, sizeof(w->phase), "%s", phase);
@@ -571,41 +573,54 @@ static int wait_event(enum st_kube_event_type type, struct json_object *obj, voi
 	return terminal_phase(phase) ? 1 : 0;
 }
 
-static int wait_backup(struct st_cli_ctx *ctx, const char *name, int64_t timeout)
+int st_cli_wait_finished(struct st_cli_ctx *ctx, const struct st_kube_gvr *gvr, const char *name,
+                         int64_t timeout, const struct st_cli_wait *how)
 {
 	struct st_kube_watch_options o = ST_KUBE_WATCH_OPTIONS_INIT;
 	struct wait_state w;
 	struct st_err err = ST_ERR_INIT;
-	struct st_kube_gvr gvr;
-	char field[300];
+	char field[320];
+	char what[64];
 	int rc;
 
 	memset(&w, 0, sizeof(w));
+	w.how = how;
 	w.name = name;
-	st_cli_gvr_backup(&gvr);
 	(void)snprintf(field, sizeof(field), "metadata.name=%s", name);
 	o.field_selector = field;
 	o.duration_ms = (uint64_t)timeout * 1000u;
-	printf("Waiting for backup to complete. You may safely press ctrl-c to stop waiting - "
-	       "your backup will continue in the background.\n");
-	fflush(stdout);
-	if ((rc = st_kube_watch(ctx->client, &gvr, ctx->ns, &o, wait_event, &w, &err)) < 0) {
-		st_cli_kube_error(ctx, "watch backup", rc, &err);
+	printf("Waiting for %s to complete. You may safely press ctrl-c to stop waiting - "
+	       "your %s will continue in the background.\n",
+	       how->verb, how->verb);
+	(void)fflush(stdout);
+	if ((rc = st_kube_watch(ctx->client, gvr, ctx->ns, &o, wait_event, &w, &err)) < 0) {
+		(void)snprintf(what, sizeof(what), "watch %s", how->verb);
+		st_cli_kube_error(ctx, what, rc, &err);
 		return ST_CLI_EXIT_FAIL;
 	}
 	if (!terminal_phase(w.phase)) {
-		st_cli_errorf(ctx, "backup %s is still %s after the --timeout", name,
+		st_cli_errorf(ctx, "%s %s is still %s after the --timeout", how->verb, name,
 		              w.phase[0] ? w.phase : "New");
 		return ST_CLI_EXIT_FAIL;
 	}
-	printf("Backup completed with status: %s. You may check for more information using the "
-	       "commands `stasis backup describe %s` and `stasis backup logs %s`.\n",
-	       w.phase, name, name);
+	printf("%s completed with status: %s. You may check for more information using the "
+	       "commands `stasis %s describe %s` and `stasis %s logs %s`.\n",
+	       how->kind, w.phase, how->verb, name, how->verb, name);
 	if (strcmp(w.phase, "Completed") == 0)
 		return ST_CLI_EXIT_OK;
-	fprintf(stderr, "Backup %s: %s (%d errors, %d warnings)%s%s\n", name, w.phase, w.errors,
-	        w.warnings, w.reason[0] ? ": " : "", w.reason);
+	(void)fprintf(stderr, "%s %s: %s (%d errors, %d warnings)%s%s\n", how->kind, name, w.phase,
+	              w.errors, w.warnings, w.reason[0] ? ": " : "", w.reason);
 	return ST_CLI_EXIT_FAIL;
+}
+
+static int wait_backup(struct st_cli_ctx *ctx, const char *name, int64_t timeout)
+{
+	static const struct st_cli_wait how = { "Backup", "backup", "itemsBackedUp",
+		                                "items backed up", "sent" };
+	struct st_kube_gvr gvr;
+
+	st_cli_gvr_backup(&gvr);
+	return st_cli_wait_finished(ctx, &gvr, name, timeout, &how);
 }
 
 static int create_submit(struct st_cli_ctx *ctx, struct json_object *obj, const char *name)

@@ -136,4 +136,21 @@ void st_cli_backup_status(char *buf, size_t size, struct json_object *backup);
  */
 void st_cli_volume_progress(char *line, size_t size, struct json_object *vp, const char *verb);
 
+/* How `create --wait` follows one kind of object to its final phase. */
+struct st_cli_wait {
+	const char *kind;        /* "Backup": the start of each line */
+	const char *verb;        /* "backup": in messages and the commands suggested */
+	const char *items_key;   /* status.progress member counting items done */
+	const char *items_text;  /* "items backed up" */
+	const char *volume_verb; /* "sent" or "read" (volume progress) */
+};
+
+/*
+ * Watches object name of gvr in ctx->ns until its phase is final (or the
+ * timeout, in seconds, passes; 0: none), printing a line at each change of
+ * progress. Returns the exit status: ST_CLI_EXIT_OK only for Completed.
+ */
+int st_cli_wait_finished(struct st_cli_ctx *ctx, const struct st_kube_gvr *gvr, const char *name,
+                         int64_t timeout, const struct st_cli_wait *how) ST_WARN_UNUSED;
+
 #endif

@@ -605,92 +605,14 @@ static int resolve_source(struct st_cli_ctx *ctx, struct create_args *a)
 	return 0;
 }
 
-/* State of `restore create --wait` across watch events. */
-struct wait_state {
-	const char *name;
-	char last[256];
-	char phase[32];
-	char reason[CELL];
-	int errors;
-	int warnings;
-};
-
-static bool terminal_phase(const char *p)
-{
-	return strcmp(p, "Completed") == 0 || strcmp(p, "PartiallyFailed") == 0 ||
-	       strcmp(p, "Failed") == 0 || strcmp(p, "FailedValidation") == 0;
-}
-
-static int wait_event(enum st_kube_event_type type, struct json_object *obj, void *payload)
-{
-	struct wait_state *w = payload;
-	struct json_object *status = st_json_get_obj(obj, "status");
-	struct json_object *progress = st_json_get_obj(status, "progress");
-	const char *phase = st_json_get_str(status, "phase");
-	const char *reason = st_json_get_str(status, "failureReason");
-	char line[256];
-
-	if (type == ST_KUBE_EVENT_DELETED) {
-		(void)snprintf(w->phase, sizeof(w->phase), "Deleted");
-		return 1;
-	}
-	if (type != ST_KUBE_EVENT_ADDED && type != ST_KUBE_EVENT_MODIFIED)
-		return 0;
-	if (phase == NULL || phase[0] == '\0')
-		phase = "New";
-	(void)snprintf(line, sizeof(line), "%s: %d/%d items restored", phase,
-	               json_object_get_int(st_json_get(progress, "itemsRestored")),
-	               json_object_get_int(st_json_get(progress, "totalItems")));
-	st_cli_volume_progress(line, sizeof(line), st_json_get_obj(status, "volumeProgress"),
-	                       "read");
-	if (strcmp(line, w->last) != 0) {
-		printf("Restore %s %s\n", w->name, line);
-		(void)fflush(stdout);
-		(void)snprintf(w->last, sizeof(w->last), "%s", line);
-	}
-	(void)snprintf(w->phase, sizeof(w->phase), "%s", phase);
-	w->errors = json_object_get_int(st_json_get(status, "errors"));
-	w->warnings = json_object_get_int(st_json_get(status, "warnings"));
-	if (reason != NULL)
-		(void)snprintf(w->reason, sizeof(w->reason), "%s", reason);
-	return terminal_phase(phase) ? 1 : 0;
-}
-
 static int wait_restore(struct st_cli_ctx *ctx, const char *name, int64_t timeout)
 {
-	struct st_kube_watch_options o = ST_KUBE_WATCH_OPTIONS_INIT;
-	struct st_err err = ST_ERR_INIT;
-	struct wait_state w;
+	static const struct st_cli_wait how = { "Restore", "restore", "itemsRestored",
+		                                "items restored", "read" };
 	struct st_kube_gvr gvr;
-	char field[320];
-	int rc;
 
-	memset(&w, 0, sizeof(w));
-	w.name = name;
 	gvr_restore(&gvr);
-	(void)snprintf(field, sizeof(field), "metadata.name=%s", name);
-	o.field_selector = field;
-	o.duration_ms = (uint64_t)timeout * 1000u;
-	printf("Waiting for restore to complete. You may safely press ctrl-c to stop waiting - "
-	       "your restore will continue in the background.\n");
-	(void)fflush(stdout);
-	if ((rc = st_kube_watch(ctx->client, &gvr, ctx->ns, &o, wait_event, &w, &err)) < 0) {
-		st_cli_kube_error(ctx, "watch restore", rc, &err);
-		return ST_CLI_EXIT_FAIL;
-	}
-	if (!terminal_phase(w.phase)) {
-		st_cli_errorf(ctx, "restore %s is still %s after the --timeout", name,
-		              w.phase[0] ? w.phase : "New");
-		return ST_CLI_EXIT_FAIL;
-	}
-	printf("Restore completed with status: %s. You may check for more information using the "
-	       "commands `stasis restore describe %s` and `stasis restore logs %s`.\n",
-	       w.phase, name, name);
-	if (strcmp(w.phase, "Completed") == 0)
-		return ST_CLI_EXIT_OK;
-	(void)fprintf(stderr, "Restore %s: %s (%d errors, %d warnings)%s%s\n", name, w.phase,
-	              w.errors, w.warnings, w.reason[0] ? ": " : "", w.reason);
-	return ST_CLI_EXIT_FAIL;
+	return st_cli_wait_finished(ctx, &gvr, name, timeout, &how);
 }
 
 static int create_submit(struct st_cli_ctx *ctx, struct json_object *obj, const char *name)
