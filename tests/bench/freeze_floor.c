@@ -43,8 +43,8 @@ static void die(const char *what)
 }
 
 /* One HTTP request over the agent's socket; returns the status, body in out. */
-static int call(const char *sock, const char *method, const char *path, const char *body,
-                char *out, size_t cap)
+static int call(const char *sock, const char *method, const char *path, const char *body, char *out,
+                size_t cap)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char req[512];
@@ -57,9 +57,8 @@ static int call(const char *sock, const char *method, const char *path, const ch
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		die("connect");
-	n = snprintf(req, sizeof(req),
-	             "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", method, path,
-	             strlen(body), body);
+	n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s",
+	             method, path, strlen(body), body);
 	if (write(fd, req, (size_t)n) != n)
 		die("write");
 	while (got + 1 < cap && (n = read(fd, out + got, cap - 1 - got)) > 0)
