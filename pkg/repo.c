@@ -1061,9 +1061,9 @@ struct pack_build {
 	size_t ents_cap;
 };
 
-#define SEG_COUNT   4
+#define SEG_COUNT   3
 #define PACK_ALLOC  (ST_REPO_PACK_TARGET + 4096u)
-#define PACK_SPARES 3
+#define PACK_SPARES 1
 /* Trailer of a pack with n entries: header, entries, seal, length and footer. */
 #define TRAILER_LEN(n) (9u + (size_t)(n)*ENTRY_BYTES + SEAL_EXTRA + 12u)
 
