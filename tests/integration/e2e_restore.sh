@@ -116,8 +116,11 @@ img=$(k -n test-copy get deployment nginx -o 'jsonpath={.spec.template.spec.cont
 [ "$img" = registry.local/library/nginx:1.25 ] || fail "image not mapped: $img"
 [ "$(k -n test get deployment nginx -o 'jsonpath={.spec.template.spec.containers[0].image}')" = nginx:1.25 ] ||
 	fail "the original namespace changed"
-[ "$(k -n test-copy get pod "$pod2" -o 'jsonpath={.metadata.labels.stasis\.io/restore-name}')" = "" ] ||
-	true # pods come from the restored Deployment, not from the restore
+# The restore labels the objects it creates; the pod comes from the restored Deployment's template.
+[ "$(k -n test-copy get deployment nginx -o 'jsonpath={.metadata.labels.stasis\.io/restore-name}')" = r2 ] ||
+	fail "restored Deployment not labelled: $(k -n test-copy get deployment nginx -o 'jsonpath={.metadata.labels}')"
+[ -z "$(k -n test-copy get pod "$pod2" -o 'jsonpath={.metadata.labels.stasis\.io/restore-name}')" ] ||
+	fail "pod $pod2 was created by the restore, not by its Deployment"
 
 # --- existing objects: left alone, then updated ---------------------------------------------------------
 k -n test patch configmap site --type merge -p '{"data":{"version":"2"}}' >/dev/null
