@@ -48,3 +48,17 @@ stop_pid() {
 	done
 	kill -KILL "$pid" 2>/dev/null || true
 }
+
+# undo_host DIR: what a harness (tests/e2e/harness.py) that died left under DIR:
+# thaws and unmounts (deepest first), then detaches loop devices backed by files
+# under DIR.
+undo_host() {
+	local d=$1 m l
+	for m in $(findmnt -rn -o TARGET | grep "^$d/" | sort -r); do
+		fsfreeze -u "$m" 2>/dev/null || :
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || :
+	done
+	for l in $(losetup -a 2>/dev/null | grep -F "($d/" | cut -d: -f1); do
+		losetup -d "$l" 2>/dev/null || :
+	done
+}
