@@ -18,13 +18,7 @@ STASIS_ROOT=${STASIS_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 
 ctl_require
 
-work=$(mktemp -d /tmp/st-ctl-XXXXXX)
-cleanup() {
-	ctl_cleanup
-	chmod -R u+w "$work" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+ctl_workdir st-ctl
 
 start_standin
 store=$work/store

@@ -12,12 +12,7 @@ STASIS_ROOT=${STASIS_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 
 ctl_require
 
-work=$(mktemp -d /tmp/st-ctlscale-XXXXXX)
-cleanup() {
-	ctl_cleanup
-	rm -rf "$work"
-}
-trap cleanup EXIT
+ctl_workdir st-ctlscale
 
 start_standin
 store=$work/store

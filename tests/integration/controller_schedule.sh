@@ -15,12 +15,7 @@ STASIS_ROOT=${STASIS_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 
 ctl_require
 
-work=$(mktemp -d /tmp/st-sched-XXXXXX)
-cleanup() {
-	ctl_cleanup
-	rm -rf "$work"
-}
-trap cleanup EXIT
+ctl_workdir st-sched
 
 # st ARGS...: the stasis CLI against the stand-in.
 st() {

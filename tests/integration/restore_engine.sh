@@ -24,13 +24,7 @@ ctl_require
 TESTBIN=$BIN/../tests/restore_test
 [ -x "$TESTBIN" ] || fail "$TESTBIN not built"
 
-work=$(mktemp -d /tmp/st-restore-XXXXXX)
-cleanup() {
-	ctl_cleanup
-	chmod -R u+w "$work" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+ctl_workdir st-restore
 
 start_standin
 store=$work/store
