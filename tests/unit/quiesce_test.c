@@ -443,6 +443,20 @@ static void opts_set(struct st_quiesce_options *o, char (*files)[160], const cha
 	o->timeout_ms = 10000;
 }
 
+/* A session over every agent, frozen; the caller thaws and frees it. */
+static struct st_quiesce *freeze_all(struct st_quiesce_target *t, const struct fx *f,
+                                     const struct st_quiesce_options *o)
+{
+	struct st_quiesce *q = NULL;
+	struct st_err err = ST_ERR_INIT;
+
+	agent_targets(t, f);
+	assert_int_equal(st_quiesce_new(&q, t, NAGENTS, o, &err), 0);
+	if (st_quiesce_freeze(q, &err) != 0)
+		fail_msg("freeze: %s", err.msg);
+	return q;
+}
+
 static void expect_in(const char *text, const char *needle)
 {
 	if (strstr(text, needle) == NULL)
@@ -860,10 +874,7 @@ static void test_deadline_passed(void **state)
 
 	opts_set(&o, files, f->good, f->good);
 	o.deadline_s = 1;
-	agent_targets(t, f);
-	assert_int_equal(st_quiesce_new(&q, t, NAGENTS, &o, &err), 0);
-	if (st_quiesce_freeze(q, &err) != 0)
-		fail_msg("freeze: %s", err.msg);
+	q = freeze_all(t, f, &o);
 	sleep_ms(1600);
 	none_frozen(f);
 	assert_int_equal(st_quiesce_thaw(q, &err), ST_EIO);
@@ -888,10 +899,7 @@ static void test_thaw_after_idle_close(void **state)
 	char files[3][160];
 
 	opts_set(&o, files, f->good, f->good);
-	agent_targets(t, f);
-	assert_int_equal(st_quiesce_new(&q, t, NAGENTS, &o, &err), 0);
-	if (st_quiesce_freeze(q, &err) != 0)
-		fail_msg("freeze: %s", err.msg);
+	q = freeze_all(t, f, &o);
 	sleep_ms(11500);
 	for (int i = 0; i < NAGENTS; i++) {
 		assert_true(agent_frozen(f, i));
@@ -917,10 +925,7 @@ static void test_free_thaws(void **state)
 	char files[3][160];
 
 	opts_set(&o, files, f->good, f->good);
-	agent_targets(t, f);
-	assert_int_equal(st_quiesce_new(&q, t, NAGENTS, &o, &err), 0);
-	if (st_quiesce_freeze(q, &err) != 0)
-		fail_msg("freeze: %s", err.msg);
+	q = freeze_all(t, f, &o);
 	for (int i = 0; i < NAGENTS; i++)
 		assert_true(agent_frozen(f, i));
 	/* A second freeze of a frozen session is refused, and changes nothing. */
