@@ -93,8 +93,16 @@ rgwpid=$(cat "$RGW/rgw.pid")
 kill -0 $bpid 2>/dev/null || { cat "$WORK/b1.err"; fail "backup ended before radosgw could be killed"; }
 kill -9 "$rgwpid"
 echo "radosgw (PID $rgwpid) killed with $(objects) objects in the bucket"
+# At most 120 s for the retries to give up (a child shell cannot wait for $bpid).
+for _ in $(seq 1 1200); do
+	kill -0 $bpid 2>/dev/null || break
+	sleep 0.1
+done
+if kill -0 $bpid 2>/dev/null; then
+	kill -KILL $bpid
+	fail "the backup still runs 120 s after radosgw was killed"
+fi
 set +e
-timeout 120 bash -c "wait $bpid" 2>/dev/null
 wait $bpid
 rc=$?
 set -e
