@@ -44,14 +44,12 @@ done
 grep -ho "quiesce: .*" "$work/server.log" >"$work/quiesce" || true
 $PY - "$work" "$RUNS" "$floor1" "$floorn" "$put_mibs" "$PODS" <<'PY'
 import json, os, re, statistics, sys
-from datetime import datetime
 work, runs, floor1, floorn, put, pods = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
 times = {}
 for line in open(os.path.join(work, "results")):
     r, a, b = line.split()
     times[int(r)] = float(b) - float(a)
 wins, moved, stored, tput = [], [], [], []
-t = lambda s: datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
 for r in range(1, runs + 1):
     b = json.load(open(os.path.join(work, "b%d.json" % r)))["status"]
     assert b["phase"] == "Completed", b.get("failureReason")
@@ -61,8 +59,6 @@ for r in range(1, runs + 1):
     moved.append(b["volumeProgress"]["bytesTransferred"])
     stored.append(sum(v["bytes"] for v in b["volumes"]))
     if r == 1:
-        thawed = max(t(x["thawedAt"]) for x in b["freezeWindows"])
-        done = t(b["completionTimestamp"]) if "." in b.get("completionTimestamp", "") else None
         tput.append(b["volumeProgress"]["bytesPerSecond"] / 1048576)
 wins.sort()
 p = lambda q: wins[min(len(wins) - 1, int(q * len(wins)))]
