@@ -94,26 +94,8 @@ apiVersion: v1
 kind: ConfigMap
 metadata: {name: elsewhere, namespace: other, labels: {app: nginx}}
 data: {k: v}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.com}
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
 EOF
-k create -f - >/dev/null <<'EOF' || fail "custom resource"
-apiVersion: example.com/v1
-kind: Widget
-metadata: {name: w1, namespace: test}
-spec: {size: 3}
-EOF
+make_widget test 3
 
 start_server "$work/server.log" --bsl-sync-period 2s
 [ "$(wait_phase bsl default Available 20)" = Available ] || fail "default location not Available"

@@ -148,26 +148,8 @@ spec:
         spec:
           restartPolicy: Never
           containers: [{name: c, image: busybox}]
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.com}
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
 EOF
-k create -f - >/dev/null <<'EOF' || fail "custom resource"
-apiVersion: example.com/v1
-kind: Widget
-metadata: {name: w1, namespace: test}
-spec: {size: large}
-EOF
+make_widget test large
 
 # The children a controller would have made, owned through the owners' uids.
 dep_uid=$(k -n test get deployment web -o 'jsonpath={.metadata.uid}')
