@@ -116,7 +116,8 @@ for want in 'Name: +every2' 'Labels: +team=db' 'Phase: +Enabled' 'Paused: +false
 	grep -Eq "^$want" "$work/describe.txt" || fail "describe lacks '$want': $(cat "$work/describe.txt")"
 done
 if st schedule describe missing >/dev/null 2>"$work/err.txt"; then fail "describe of a missing schedule succeeded"; fi
-grep -q "missing" "$work/err.txt" || fail "describe missing: $(cat "$work/err.txt")"
+grep -q "schedule missing not found in namespace stasis" "$work/err.txt" ||
+	fail "describe missing: $(cat "$work/err.txt")"
 if st schedule create bad --schedule "0 25 * * *" 2>"$work/err.txt"; then fail "bad cron accepted by the CLI"; fi
 grep -q 'hour: "25" is out of range 0-23' "$work/err.txt" || fail "CLI cron message: $(cat "$work/err.txt")"
 echo "CLI: ok"
