@@ -13,11 +13,9 @@
  * where it stopped. The token is never logged or put in a message.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <curl/curl.h>
 
@@ -74,16 +72,8 @@ struct rs {
 	uint64_t attempt_bytes;
 	int cb_rc;
 	const struct rq *r;
-	size_t sent; /* PUT bytes handed to curl in this attempt */
+	struct st_curl_body body; /* the PUT body */
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 /* ---- opening ---- */
 
@@ -230,17 +220,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *payload)
 	return n;
 }
 
-static size_t on_read(char *buf, size_t size, size_t nmemb, void *payload)
-{
-	struct rs *x = payload;
-	size_t left = x->r->body_len - x->sent;
-	size_t n = size * nmemb < left ? size * nmemb : left;
-
-	memcpy(buf, x->r->body + x->sent, n);
-	x->sent += n;
-	return n;
-}
-
 /* Wipes the header lines (one holds the token) before freeing them. */
 static void free_headers(struct curl_slist *l)
 {
@@ -325,10 +304,7 @@ static CURLcode perform(const struct remote_store *s, const struct rq *r, struct
 	if (strcmp(r->method, "HEAD") == 0) {
 		(void)curl_easy_setopt(x->h, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(r->method, "PUT") == 0) {
-		(void)curl_easy_setopt(x->h, CURLOPT_UPLOAD, 1L);
-		(void)curl_easy_setopt(x->h, CURLOPT_READFUNCTION, on_read);
-		(void)curl_easy_setopt(x->h, CURLOPT_READDATA, x);
-		(void)curl_easy_setopt(x->h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+		st_curl_set_body(x->h, &x->body);
 	} else if (strcmp(r->method, "GET") != 0) {
 		(void)curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, r->method);
 	}
@@ -340,38 +316,6 @@ out:
 	return cc;
 }
 
-static bool retryable_curl(CURLcode cc)
-{
-	switch (cc) {
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-		return true;
-	default:
-		return false;
-	}
-}
-
-static void backoff(unsigned attempt)
-{
-	unsigned d = BACKOFF_MS;
-	struct timespec ts;
-
-	while (attempt-- > 0 && d < BACKOFF_CAP_MS)
-		d *= 2;
-	if (d > BACKOFF_CAP_MS)
-		d = BACKOFF_CAP_MS;
-	d = d / 2 + arc4random_uniform(d / 2 + 1);
-	ts.tv_sec = d / 1000;
-	ts.tv_nsec = (long)(d % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 static const char *what_of(const struct rq *r)
 {
 	return r->key != NULL ? r->key : "(listing)";
@@ -380,14 +324,10 @@ static const char *what_of(const struct rq *r)
 static int transport_error(const struct remote_store *s, const struct rq *r, CURLcode cc,
                            unsigned attempts, struct st_err *err)
 {
-	bool tls = cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CONNECT_ERROR ||
-	           cc == CURLE_SSL_CACERT_BADFILE || cc == CURLE_SSL_CERTPROBLEM;
+	int code = st_curl_code(cc);
+	bool tls = code == ST_ETLS;
 
-	return st_err_set(err,
-	                  tls                              ? ST_ETLS
-	                  : cc == CURLE_OPERATION_TIMEDOUT ? ST_ETIMEDOUT
-	                                                   : ST_EIO,
-	                  "%s: %s %s: %s after %u attempt%s; %s", s->base.url, r->method,
+	return st_err_set(err, code, "%s: %s %s: %s after %u attempt%s; %s", s->base.url, r->method,
 	                  what_of(r), curl_easy_strerror(cc), attempts, attempts == 1 ? "" : "s",
 	                  tls ? "TLS verification failed: set STASIS_DATA_CA to the file of the "
 	                        "CA that signed the controller's certificate"
@@ -455,6 +395,7 @@ static int request(struct remote_store *s, const struct rq *r, struct st_err *er
 
 	memset(&x, 0, sizeof(x));
 	x.r = r;
+	x.body = (struct st_curl_body){ r->body, r->body_len, 0 };
 	st_buf_init(&x.err_body, ERR_BODY_CAP);
 	if ((x.h = st_curl_pool_take(&s->pool)) == NULL)
 		return st_err_set(err, ST_ENOMEM, "%s: cannot create a libcurl handle",
@@ -463,7 +404,6 @@ static int request(struct remote_store *s, const struct rq *r, struct st_err *er
 		CURLcode cc;
 
 		x.status = 0;
-		x.sent = 0;
 		x.attempt_bytes = 0;
 		st_buf_clear(&x.err_body);
 		if (r->collect != NULL)
@@ -481,7 +421,7 @@ static int request(struct remote_store *s, const struct rq *r, struct st_err *er
 			rc = err->code;
 			goto out;
 		}
-		if (cc != CURLE_OK && !retryable_curl(cc)) {
+		if (cc != CURLE_OK && !st_curl_retryable(cc)) {
 			rc = transport_error(s, r, cc, attempt + 1, err);
 			goto out;
 		}
@@ -503,7 +443,7 @@ static int request(struct remote_store *s, const struct rq *r, struct st_err *er
 		st_log_warn("%s: %s %s: %s, retrying (attempt %u of %u)", s->base.url, r->method,
 		            what_of(r), cc != CURLE_OK ? curl_easy_strerror(cc) : "server busy",
 		            attempt + 2, s->max_retries + 1);
-		backoff(attempt);
+		st_curl_backoff(BACKOFF_MS, BACKOFF_CAP_MS, attempt);
 	}
 out:
 	st_curl_pool_give(&s->pool, x.h);
@@ -713,7 +653,7 @@ int st_store__open_remote(struct st_store **out, const char *url,
 	s->base.vt = &remote_vtable;
 	s->base.url = st_xstrdup(url);
 	st_curl_pool_init(&s->pool);
-	if (pthread_once(&curl_once, curl_init) != 0 || curl_init_rc != CURLE_OK) {
+	if (st_curl_global_init() != CURLE_OK) {
 		rc = st_err_set(err, ST_EINTERNAL, "%s: libcurl initialisation failed", url);
 		goto out;
 	}
