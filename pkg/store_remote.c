@@ -461,12 +461,31 @@ static void rq_init(struct rq *r, const char *method, const char *key)
 
 /* ---- the store operations ---- */
 
+/* Sends the whole body from memory, so that every attempt can send it again. */
+static int remote_put_mem(struct st_store *st, const char *key, const void *data, size_t len,
+                          bool if_absent, struct st_err *err)
+{
+	struct remote_store *s = (struct remote_store *)st;
+	struct rq r;
+	int rc;
+
+	if (len > ST_DATASERVER_CAP_BODY)
+		return st_err_set(err, ST_ETOOBIG,
+		                  "%s: PUT %s: %zu bytes is over the data door's limit of %u bytes",
+		                  st->url, key, len, ST_DATASERVER_CAP_BODY);
+	rq_init(&r, "PUT", key);
+	r.body = data != NULL ? data : "";
+	r.body_len = len;
+	r.if_absent = if_absent;
+	if ((rc = request(s, &r, err)) < 0)
+		return rc;
+	return rc == 412 ? 1 : 0;
+}
+
 static int remote_put(struct st_store *st, const char *key, uint64_t size, st_store_read_cb rd,
                       void *payload, bool if_absent, struct st_err *err)
 {
-	struct remote_store *s = (struct remote_store *)st;
 	struct st_buf b = ST_BUF_INIT(ST_DATASERVER_CAP_BODY);
-	struct rq r;
 	char tmp[64u << 10];
 	int rc = ST_EINTERNAL;
 
@@ -498,13 +517,7 @@ static int remote_put(struct st_store *st, const char *key, uint64_t size, st_st
 		                st->url, key, b.len, (unsigned long long)size);
 		goto out;
 	}
-	rq_init(&r, "PUT", key);
-	r.body = b.ptr ? b.ptr : "";
-	r.body_len = b.len;
-	r.if_absent = if_absent;
-	if ((rc = request(s, &r, err)) < 0)
-		goto out;
-	rc = rc == 412 ? 1 : 0;
+	rc = remote_put_mem(st, key, b.ptr, b.len, if_absent, err);
 out:
 	st_buf_dispose(&b);
 	return rc;
@@ -640,6 +653,7 @@ static const struct st_store_vtable remote_vtable = {
 	.del = remote_del,
 	.free = remote_free,
 	.sync = NULL,
+	.put_mem = remote_put_mem,
 };
 
 int st_store__open_remote(struct st_store **out, const char *url,
