@@ -12,7 +12,6 @@
  * can be retried after a connection error; a GET that broke mid-body resumes
  * where it stopped. The token is never logged or put in a message.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,25 +117,13 @@ static int load_token(struct remote_store *s, const char *url, struct st_err *er
 	const char *env = getenv("STASIS_DATA_TOKEN");
 	char *buf = NULL;
 	size_t n = 0;
-	FILE *f;
+	struct st_err e = ST_ERR_INIT;
 
 	if (file != NULL && file[0] != '\0') {
-		if ((f = fopen(file, "rb")) == NULL)
+		if (st_read_secret_file(&buf, &n, file, TOKEN_FILE_MAX, &e) < 0)
 			return st_err_set(err, ST_EINVAL,
-			                  "%s: token file %s (STASIS_DATA_TOKEN_FILE): %s", url,
-			                  file, strerror(errno));
-		buf = st_xmalloc(TOKEN_FILE_MAX + 1);
-		n = fread(buf, 1, TOKEN_FILE_MAX + 1, f);
-		(void)fclose(f);
-		if (n > TOKEN_FILE_MAX) {
-			st_freezero(buf, TOKEN_FILE_MAX + 1);
-			return st_err_set(err, ST_EINVAL,
-			                  "%s: token file %s is larger than %u bytes", url, file,
-			                  TOKEN_FILE_MAX);
-		}
-		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-			n--;
-		buf[n] = '\0';
+			                  "%s: token file (STASIS_DATA_TOKEN_FILE): %s", url,
+			                  st_err_text(&e));
 	} else if (env != NULL) {
 		n = strlen(env);
 		buf = st_xstrdup(env);
