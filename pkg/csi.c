@@ -320,6 +320,7 @@ struct default_sc {
 	char name[254];
 	int64_t created;
 	unsigned count;
+	struct json_object *obj; /* the chosen class, a reference of our own */
 };
 
 static bool annotated_true(const struct json_object *obj, bool label, const char *key)
@@ -347,6 +348,8 @@ static int on_sc(struct json_object *item, void *payload)
 	if (d->count++ == 0 || t > d->created || (t == d->created && strcmp(name, d->name) < 0)) {
 		(void)snprintf(d->name, sizeof(d->name), "%s", name);
 		d->created = t;
+		json_object_put(d->obj);
+		d->obj = json_object_get(item);
 	}
 	return 0;
 }
@@ -355,7 +358,7 @@ static int on_sc(struct json_object *item, void *payload)
 static int driver_from_class(char *out, size_t size, struct st_kube_client *c, const char *ns,
                              const char *pvc, const char *class, struct st_err *err)
 {
-	struct default_sc d = { "", 0, 0 };
+	struct default_sc d = { "", 0, 0, NULL };
 	struct json_object *sc = NULL;
 	struct st_kube_gvr g;
 	const char *prov;
@@ -374,9 +377,11 @@ static int driver_from_class(char *out, size_t size, struct st_kube_client *c, c
 			                ns, pvc, ST_CSI_DEFAULT_SC_ANN);
 			goto out;
 		}
+		/* The listing holds the whole class: no second request for it. */
 		class = d.name;
-	}
-	if ((rc = get_obj(&sc, c, R_SC, NULL, class, err)) < 0) {
+		sc = d.obj;
+		d.obj = NULL; /* transferred */
+	} else if ((rc = get_obj(&sc, c, R_SC, NULL, class, err)) < 0) {
 		st_err_prefix(err, "StorageClass of claim %s/%s", ns, pvc);
 		goto out;
 	}
@@ -389,6 +394,7 @@ static int driver_from_class(char *out, size_t size, struct st_kube_client *c, c
 	}
 	rc = copy_out(out, size, prov, "provisioner", err);
 out:
+	json_object_put(d.obj);
 	json_object_put(sc);
 	return rc;
 }

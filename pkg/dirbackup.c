@@ -524,6 +524,7 @@ int st_dirbackup_run(struct st_repo_snapshot *out, struct st_repo *r, const char
 	struct st_repo_writer_stats ws;
 	struct stat st;
 	char host[256] = "";
+	struct timespec now;
 	unsigned recovered = 0;
 	int rc;
 
@@ -558,7 +559,9 @@ int st_dirbackup_run(struct st_repo_snapshot *out, struct st_repo *r, const char
 		goto out;
 	st_repo_writer_get_stats(&ws, b.w);
 	(void)gethostname(host, sizeof(host) - 1);
-	out->time = (int64_t)time(NULL);
+	(void)clock_gettime(CLOCK_REALTIME, &now);
+	out->time = (int64_t)now.tv_sec;
+	out->time_ns = (int32_t)now.tv_nsec;
 	(void)snprintf(out->host, sizeof(out->host), "%s", host);
 	(void)snprintf(out->tag, sizeof(out->tag), "%s", o->tag != NULL ? o->tag : "");
 	(void)snprintf(out->path, sizeof(out->path), "%s", o->label != NULL ? o->label : dir);

@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 
 #include "pkg/util/buf.h"
 #include "pkg/util/caps.h"
+#include "pkg/util/curlpool.h"
 #include "pkg/util/json.h"
 #include "pkg/util/log.h"
 #include "pkg/util/mem.h"
@@ -63,14 +63,6 @@ struct st_quiesce {
 	char *server_name;
 	int64_t timeout_ms;
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static int64_t mono_ns(void)
 {
@@ -294,32 +286,6 @@ static void conn_stop(struct st_quiesce *q, struct conn *c)
 
 /* ---- outcomes ---------------------------------------------------------------------------- */
 
-static int curl_code(CURLcode cc, bool overflow)
-{
-	if (overflow)
-		return ST_ETOOBIG;
-	switch (cc) {
-	case CURLE_OPERATION_TIMEDOUT:
-		return ST_ETIMEDOUT;
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CERTPROBLEM:
-	case CURLE_SSL_CIPHER:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_ISSUER_ERROR:
-	case CURLE_SSL_INVALIDCERTSTATUS:
-	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-	case CURLE_SSL_CRL_BADFILE:
-	case CURLE_SSL_ENGINE_INITFAILED:
-	case CURLE_SSL_ENGINE_NOTFOUND:
-	case CURLE_SSL_ENGINE_SETFAILED:
-	case CURLE_SSL_SHUTDOWN_FAILED:
-		return ST_ETLS;
-	default:
-		return ST_EIO;
-	}
-}
-
 /* Records why the latest attempt failed; returns code. */
 static int attempt_failed(struct conn *c, int code, const char *fmt, ...) ST_PRINTF(3, 4);
 static int attempt_failed(struct conn *c, int code, const char *fmt, ...)
@@ -336,7 +302,7 @@ static int attempt_failed(struct conn *c, int code, const char *fmt, ...)
 /* A transport failure (no HTTP answer) in words, naming the timeout or the cap. */
 static int transport_failed(struct conn *c, CURLcode cc, int64_t timeout_ms)
 {
-	int code = curl_code(cc, c->overflow);
+	int code = c->overflow ? ST_ETOOBIG : st_curl_code(cc);
 	const char *why = c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(cc);
 
 	if (c->overflow)
@@ -715,6 +681,7 @@ int st_quiesce_new(struct st_quiesce **out, struct st_quiesce_target *targets, s
                    const struct st_quiesce_options *opts, struct st_err *err)
 {
 	struct st_quiesce *q = NULL;
+	CURLcode cc;
 	int rc = ST_EINTERNAL;
 
 	*out = NULL;
@@ -722,10 +689,9 @@ int st_quiesce_new(struct st_quiesce **out, struct st_quiesce_target *targets, s
 		return st_err_set(err, ST_EINVAL, "quiesce: options and targets are required");
 	if ((rc = check_options(opts, n, err)) < 0)
 		return rc;
-	(void)pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK)
+	if ((cc = st_curl_global_init()) != CURLE_OK)
 		return st_err_set(err, ST_EINTERNAL, "quiesce: curl_global_init: %s",
-		                  curl_easy_strerror(curl_init_rc));
+		                  curl_easy_strerror(cc));
 	q = st_xcalloc(1, sizeof(*q));
 	q->n = n;
 	if ((rc = session_setup(q, targets, opts, err)) < 0)

@@ -1872,6 +1872,7 @@ int st_repo_snapshot_save(struct st_repo *r, struct st_repo_snapshot *s, struct 
 		json_object_array_add(tree, json_object_new_string(hex));
 	}
 	json_object_object_add(o, "time", json_object_new_int64(s->time));
+	json_object_object_add(o, "time_ns", json_object_new_int64(s->time_ns));
 	st_json_add_str(o, "host", s->host);
 	st_json_add_str(o, "tag", s->tag);
 	st_json_add_str(o, "path", s->path);
@@ -1916,6 +1917,7 @@ static int parse_snapshot(struct st_repo_snapshot *s, struct st_repo *r, const c
 		goto out;
 	copy_str(s->id, sizeof(s->id), strrchr(key, '/') + 1);
 	s->time = jint(o, "time");
+	s->time_ns = (int32_t)(jint(o, "time_ns") > 0 ? jint(o, "time_ns") % 1000000000 : 0);
 	copy_str(s->host, sizeof(s->host), st_json_get_str(o, "host"));
 	copy_str(s->tag, sizeof(s->tag), st_json_get_str(o, "tag"));
 	copy_str(s->path, sizeof(s->path), st_json_get_str(o, "path"));
@@ -1990,6 +1992,9 @@ static int cmp_snap_time(const void *a, const void *b)
 
 	if (x->time != y->time)
 		return x->time < y->time ? -1 : 1;
+	/* Two backups can end in the same second: "latest" must still be the later one. */
+	if (x->time_ns != y->time_ns)
+		return x->time_ns < y->time_ns ? -1 : 1;
 	return strcmp(x->id, y->id);
 }
 

@@ -197,6 +197,7 @@ int st_repo_index_decode(const uint8_t *p, size_t n, const uint8_t *pack, st_rep
 struct st_repo_snapshot {
 	char id[2 * ST_REPO_ID_LEN + 1];
 	int64_t time;
+	int32_t time_ns; /* within time: orders snapshots of one second; 0 in older ones */
 	char host[256];
 	char tag[256];
 	char path[4096];

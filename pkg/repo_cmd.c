@@ -17,6 +17,7 @@
 #include "pkg/repo.h"
 #include "pkg/snapshot.h"
 #include "pkg/store.h"
+#include "pkg/util/buf.h"
 #include "pkg/util/mem.h"
 
 #define KEY_FILE_MAX 4096
@@ -74,35 +75,22 @@ static int load_key(char **out, size_t *len_out, const struct cmd *c)
 	const char *env = getenv("STASIS_REPO_KEY");
 	char *buf = NULL;
 	size_t n = 0;
-	FILE *f;
+	struct st_err err = ST_ERR_INIT;
 
 	*out = NULL;
 	*len_out = 0;
 	if (file != NULL) {
-		f = fopen(file, "rb");
-		if (f == NULL) {
-			fprintf(stderr, "error: key file %s: %s\n", file, strerror(errno));
+		if (st_read_secret_file(&buf, &n, file, KEY_FILE_MAX, &err) < 0) {
+			fprintf(stderr, "error: key file: %s\n", st_err_text(&err));
 			return ST_EINVAL;
 		}
-		buf = st_xmalloc(KEY_FILE_MAX + 1);
-		n = fread(buf, 1, KEY_FILE_MAX + 1, f);
-		(void)fclose(f);
-		if (n > KEY_FILE_MAX) {
-			st_freezero(buf, KEY_FILE_MAX + 1);
-			fprintf(stderr, "error: key file %s is larger than %d bytes\n", file,
-			        KEY_FILE_MAX);
-			return ST_EINVAL;
-		}
-		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-			n--;
 	} else if (env != NULL) {
 		n = strlen(env);
-		buf = st_xmalloc(n + 1);
-		memcpy(buf, env, n);
+		buf = st_xstrdup(env);
 	}
 	if (buf == NULL || n == 0) {
 		if (buf != NULL)
-			st_freezero(buf, KEY_FILE_MAX + 1);
+			st_freezero(buf, n + 1);
 		fprintf(stderr, "error: no repository key (use --key-file, STASIS_REPO_KEY_FILE or "
 		                "STASIS_REPO_KEY)\n");
 		return ST_EINVAL;

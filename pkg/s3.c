@@ -78,20 +78,12 @@ struct xfer {
 	const struct req *r;
 	struct resp *resp;
 	CURL *h;
-	size_t body_off;
+	struct st_curl_body body;
 	bool status_known;
 	bool whole_for_range; /* a 200 where a 206 was asked for with off > 0 */
 	uint64_t range_off;
 	uint64_t left; /* bytes the range still asks for; more from the server is an error */
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 /* ---- credentials ---- */
 
@@ -308,7 +300,7 @@ int st_s3_client_new(struct st_s3_client **out, const struct st_s3_options *o,
 	memset(creds, 0, sizeof(*creds));
 	(void)pthread_mutex_init(&c->lock, NULL);
 	st_curl_pool_init(&c->pool);
-	if (pthread_once(&curl_once, curl_init) != 0 || curl_init_rc != CURLE_OK) {
+	if (st_curl_global_init() != CURLE_OK) {
 		rc = st_err_set(err, ST_EINTERNAL, "s3: libcurl initialisation failed");
 		goto out;
 	}
@@ -445,34 +437,6 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
-static size_t on_read(char *p, size_t size, size_t nmemb, void *ud)
-{
-	struct xfer *x = ud;
-	size_t n = size * nmemb;
-	size_t left = x->r->body_len - x->body_off;
-
-	if (n > left)
-		n = left;
-	memcpy(p, x->r->body + x->body_off, n);
-	x->body_off += n;
-	return n;
-}
-
-/*
- * Lets libcurl rewind the body: it resends a request by itself when a pooled
- * connection turns out to be dead, and without this fails with "rewinding of
- * the data stream failed" instead of reaching our retry loop.
- */
-static int on_seek(void *ud, curl_off_t off, int origin)
-{
-	struct xfer *x = ud;
-
-	if (origin != SEEK_SET || off < 0 || (uint64_t)off > x->r->body_len)
-		return CURL_SEEKFUNC_CANTSEEK;
-	x->body_off = (size_t)off;
-	return CURL_SEEKFUNC_OK;
-}
-
 /* The request path: prefix, then the key encoded once (S3 canonical form). */
 static int build_path(struct st_buf *path, const struct st_s3_client *c, const char *key)
 {
@@ -547,7 +511,7 @@ static CURLcode perform(CURL *h, const struct st_s3_client *c, const struct req 
 	struct st_buf url = ST_BUF_INIT(ST_SIGV4_CAP);
 	struct st_sigv4_signed s;
 	struct curl_slist *hl = NULL;
-	struct xfer x = { r, resp, h, 0, false, false, range_off, left };
+	struct xfer x = { r, resp, h, { r->body, r->body_len, 0 }, false, false, range_off, left };
 	bool oom = false;
 	size_t i;
 	CURLcode cc = CURLE_FAILED_INIT;
@@ -583,12 +547,7 @@ static CURLcode perform(CURL *h, const struct st_s3_client *c, const struct req 
 	if (strcmp(r->method, "HEAD") == 0) {
 		(void)curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
 	} else if (r->body != NULL) {
-		(void)curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-		(void)curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
-		(void)curl_easy_setopt(h, CURLOPT_READDATA, &x);
-		(void)curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
-		(void)curl_easy_setopt(h, CURLOPT_SEEKDATA, &x);
-		(void)curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+		st_curl_set_body(h, &x.body);
 		(void)curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
 	} else if (strcmp(r->method, "GET") != 0) {
 		(void)curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
@@ -673,24 +632,6 @@ static int http_error(const struct st_s3_client *c, const struct req *r, const s
 	                  hint ? hint : "", x.message[0] ? ": " : "", x.message);
 }
 
-static bool retryable_curl(CURLcode cc)
-{
-	switch (cc) {
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-		return true;
-	default:
-		return false;
-	}
-}
-
 static bool retryable_status(const struct resp *resp)
 {
 	if (resp->status >= 500 && resp->status != 501)
@@ -700,23 +641,6 @@ static bool retryable_status(const struct resp *resp)
 	/* S3 asks for a retry of an idle upload with 400 RequestTimeout. */
 	return resp->status == 400 && resp->body.len > 0 &&
 	       memmem(resp->body.ptr, resp->body.len, "<Code>RequestTimeout</Code>", 27) != NULL;
-}
-
-static void backoff(const struct st_s3_client *c, unsigned attempt)
-{
-	unsigned d = c->backoff_ms;
-	struct timespec ts;
-
-	while (attempt-- > 0 && d < BACKOFF_CAP_MS)
-		d *= 2;
-	if (d > BACKOFF_CAP_MS)
-		d = BACKOFF_CAP_MS;
-	/* Half fixed, half random: spreads retries of many clients without starving one. */
-	d = d / 2 + arc4random_uniform(d / 2 + 1);
-	ts.tv_sec = d / 1000;
-	ts.tv_nsec = (long)(d % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
 }
 
 static bool accepted(const struct req *r, long status)
@@ -735,15 +659,11 @@ static bool accepted(const struct req *r, long status)
 static int transport_error(const struct st_s3_client *c, const struct req *r, CURLcode cc,
                            unsigned attempts, struct st_err *err)
 {
-	bool tls = cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CONNECT_ERROR ||
-	           cc == CURLE_SSL_CACERT_BADFILE || cc == CURLE_SSL_CERTPROBLEM;
+	int code = st_curl_code(cc);
+	bool tls = code == ST_ETLS;
 
 	return st_err_set(
-	        err,
-	        tls                              ? ST_ETLS
-	        : cc == CURLE_OPERATION_TIMEDOUT ? ST_ETIMEDOUT
-	                                         : ST_EIO,
-	        "s3 %s %s/%s: %s after %u attempt%s; %s %s%s", r->method, c->bucket,
+	        err, code, "s3 %s %s/%s: %s after %u attempt%s; %s %s%s", r->method, c->bucket,
 	        r->key ? r->key : "", curl_easy_strerror(cc), attempts, attempts == 1 ? "" : "s",
 	        tls ? "TLS verification failed for" : "cannot reach the endpoint", c->base,
 	        tls ? ": set caFile= to the server's CA "
@@ -802,7 +722,7 @@ static int request(struct st_s3_client *c, struct req *r, struct resp *resp, uin
 			rc = err->code;
 			goto out;
 		}
-		if (cc != CURLE_OK && !retryable_curl(cc)) {
+		if (cc != CURLE_OK && !st_curl_retryable(cc)) {
 			rc = transport_error(c, r, cc, attempt + 1, err);
 			goto out;
 		}
@@ -819,7 +739,7 @@ static int request(struct st_s3_client *c, struct req *r, struct resp *resp, uin
 		            r->key ? r->key : "",
 		            cc != CURLE_OK ? curl_easy_strerror(cc) : status_code(resp->status),
 		            attempt + 2, c->max_retries + 1);
-		backoff(c, attempt);
+		st_curl_backoff(c->backoff_ms, BACKOFF_CAP_MS, attempt);
 	}
 out:
 	st_curl_pool_give(&c->pool, h);
@@ -1372,6 +1292,33 @@ int st_s3_put(struct st_s3_client *c, const char *key, uint64_t size, st_s3_read
 out:
 	free(buf);
 	return rc;
+}
+
+struct mem_src {
+	const char *p;
+	size_t left;
+};
+
+static long mem_read(void *buf, size_t cap, void *payload)
+{
+	struct mem_src *m = payload;
+	size_t n = m->left < cap ? m->left : cap;
+
+	memcpy(buf, m->p, n);
+	m->p += n;
+	m->left -= n;
+	return (long)n;
+}
+
+int st_s3_put_mem(struct st_s3_client *c, const char *key, const void *data, size_t len,
+                  bool if_none_match, struct st_err *err)
+{
+	struct mem_src m = { data, len };
+
+	/* A NULL body would make the PUT go out without one. */
+	if (len <= c->part_size)
+		return put_single(c, key, data != NULL ? data : "", len, if_none_match, err);
+	return st_s3_put(c, key, len, mem_read, &m, if_none_match, err);
 }
 
 int st_s3_count_uploads(struct st_s3_client *c, const char *prefix, unsigned *n_out,

@@ -99,6 +99,13 @@ void st_s3_client_free(struct st_s3_client *c);
  */
 int st_s3_put(struct st_s3_client *c, const char *key, uint64_t size, st_s3_read_cb rd,
               void *payload, bool if_none_match, struct st_err *err) ST_WARN_UNUSED;
+/*
+ * st_s3_put for len bytes already in memory (borrowed for the call). An
+ * object of up to part_size bytes goes out in one PUT straight from data,
+ * without the copy st_s3_put keeps to resend the body on a retry.
+ */
+int st_s3_put_mem(struct st_s3_client *c, const char *key, const void *data, size_t len,
+                  bool if_none_match, struct st_err *err) ST_WARN_UNUSED;
 /* Streams bytes [off, off+len) (len UINT64_MAX: to the end) to wr. ST_ENOTFOUND if missing. */
 int st_s3_get(struct st_s3_client *c, const char *key, uint64_t off, uint64_t len,
               st_s3_write_cb wr, void *payload, struct st_err *err) ST_WARN_UNUSED;

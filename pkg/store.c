@@ -71,6 +71,9 @@ int st_store_put_mem(struct st_store *s, const char *key, const void *data, size
 {
 	struct mem_reader m = { data, len };
 
+	/* Backends that copy a streamed body to resend it can send this one as it is. */
+	if (s->vt->put_mem != NULL)
+		return s->vt->put_mem(s, key, data, len, if_absent, err);
 	return s->vt->put(s, key, len, mem_read, &m, if_absent, err);
 }
 

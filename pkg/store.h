@@ -58,6 +58,9 @@ struct st_store_vtable {
 	int (*sync)(struct st_store *s, struct st_err *err);
 	/* Optional (NULL: nothing to create): creates the bucket; 1 when it existed already. */
 	int (*create)(struct st_store *s, struct st_err *err);
+	/* Optional (NULL: put with a reader over data): put of data already in memory. */
+	int (*put_mem)(struct st_store *s, const char *key, const void *data, size_t len,
+	               bool if_absent, struct st_err *err);
 };
 
 /* Backends embed this as their first member. */

@@ -12,12 +12,9 @@
  * can be retried after a connection error; a GET that broke mid-body resumes
  * where it stopped. The token is never logged or put in a message.
  */
-#include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <curl/curl.h>
 
@@ -74,16 +71,8 @@ struct rs {
 	uint64_t attempt_bytes;
 	int cb_rc;
 	const struct rq *r;
-	size_t sent; /* PUT bytes handed to curl in this attempt */
+	struct st_curl_body body; /* the PUT body */
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 /* ---- opening ---- */
 
@@ -128,25 +117,13 @@ static int load_token(struct remote_store *s, const char *url, struct st_err *er
 	const char *env = getenv("STASIS_DATA_TOKEN");
 	char *buf = NULL;
 	size_t n = 0;
-	FILE *f;
+	struct st_err e = ST_ERR_INIT;
 
 	if (file != NULL && file[0] != '\0') {
-		if ((f = fopen(file, "rb")) == NULL)
+		if (st_read_secret_file(&buf, &n, file, TOKEN_FILE_MAX, &e) < 0)
 			return st_err_set(err, ST_EINVAL,
-			                  "%s: token file %s (STASIS_DATA_TOKEN_FILE): %s", url,
-			                  file, strerror(errno));
-		buf = st_xmalloc(TOKEN_FILE_MAX + 1);
-		n = fread(buf, 1, TOKEN_FILE_MAX + 1, f);
-		(void)fclose(f);
-		if (n > TOKEN_FILE_MAX) {
-			st_freezero(buf, TOKEN_FILE_MAX + 1);
-			return st_err_set(err, ST_EINVAL,
-			                  "%s: token file %s is larger than %u bytes", url, file,
-			                  TOKEN_FILE_MAX);
-		}
-		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-			n--;
-		buf[n] = '\0';
+			                  "%s: token file (STASIS_DATA_TOKEN_FILE): %s", url,
+			                  st_err_text(&e));
 	} else if (env != NULL) {
 		n = strlen(env);
 		buf = st_xstrdup(env);
@@ -227,17 +204,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *payload)
 	if ((x->cb_rc = x->r->wr(data, n, x->r->wr_payload)) != 0)
 		return 0;
 	x->attempt_bytes += n;
-	return n;
-}
-
-static size_t on_read(char *buf, size_t size, size_t nmemb, void *payload)
-{
-	struct rs *x = payload;
-	size_t left = x->r->body_len - x->sent;
-	size_t n = size * nmemb < left ? size * nmemb : left;
-
-	memcpy(buf, x->r->body + x->sent, n);
-	x->sent += n;
 	return n;
 }
 
@@ -325,10 +291,7 @@ static CURLcode perform(const struct remote_store *s, const struct rq *r, struct
 	if (strcmp(r->method, "HEAD") == 0) {
 		(void)curl_easy_setopt(x->h, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(r->method, "PUT") == 0) {
-		(void)curl_easy_setopt(x->h, CURLOPT_UPLOAD, 1L);
-		(void)curl_easy_setopt(x->h, CURLOPT_READFUNCTION, on_read);
-		(void)curl_easy_setopt(x->h, CURLOPT_READDATA, x);
-		(void)curl_easy_setopt(x->h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+		st_curl_set_body(x->h, &x->body);
 	} else if (strcmp(r->method, "GET") != 0) {
 		(void)curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, r->method);
 	}
@@ -340,38 +303,6 @@ out:
 	return cc;
 }
 
-static bool retryable_curl(CURLcode cc)
-{
-	switch (cc) {
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-		return true;
-	default:
-		return false;
-	}
-}
-
-static void backoff(unsigned attempt)
-{
-	unsigned d = BACKOFF_MS;
-	struct timespec ts;
-
-	while (attempt-- > 0 && d < BACKOFF_CAP_MS)
-		d *= 2;
-	if (d > BACKOFF_CAP_MS)
-		d = BACKOFF_CAP_MS;
-	d = d / 2 + arc4random_uniform(d / 2 + 1);
-	ts.tv_sec = d / 1000;
-	ts.tv_nsec = (long)(d % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 static const char *what_of(const struct rq *r)
 {
 	return r->key != NULL ? r->key : "(listing)";
@@ -380,14 +311,10 @@ static const char *what_of(const struct rq *r)
 static int transport_error(const struct remote_store *s, const struct rq *r, CURLcode cc,
                            unsigned attempts, struct st_err *err)
 {
-	bool tls = cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CONNECT_ERROR ||
-	           cc == CURLE_SSL_CACERT_BADFILE || cc == CURLE_SSL_CERTPROBLEM;
+	int code = st_curl_code(cc);
+	bool tls = code == ST_ETLS;
 
-	return st_err_set(err,
-	                  tls                              ? ST_ETLS
-	                  : cc == CURLE_OPERATION_TIMEDOUT ? ST_ETIMEDOUT
-	                                                   : ST_EIO,
-	                  "%s: %s %s: %s after %u attempt%s; %s", s->base.url, r->method,
+	return st_err_set(err, code, "%s: %s %s: %s after %u attempt%s; %s", s->base.url, r->method,
 	                  what_of(r), curl_easy_strerror(cc), attempts, attempts == 1 ? "" : "s",
 	                  tls ? "TLS verification failed: set STASIS_DATA_CA to the file of the "
 	                        "CA that signed the controller's certificate"
@@ -455,6 +382,7 @@ static int request(struct remote_store *s, const struct rq *r, struct st_err *er
 
 	memset(&x, 0, sizeof(x));
 	x.r = r;
+	x.body = (struct st_curl_body){ r->body, r->body_len, 0 };
 	st_buf_init(&x.err_body, ERR_BODY_CAP);
 	if ((x.h = st_curl_pool_take(&s->pool)) == NULL)
 		return st_err_set(err, ST_ENOMEM, "%s: cannot create a libcurl handle",
@@ -463,7 +391,6 @@ static int request(struct remote_store *s, const struct rq *r, struct st_err *er
 		CURLcode cc;
 
 		x.status = 0;
-		x.sent = 0;
 		x.attempt_bytes = 0;
 		st_buf_clear(&x.err_body);
 		if (r->collect != NULL)
@@ -481,7 +408,7 @@ static int request(struct remote_store *s, const struct rq *r, struct st_err *er
 			rc = err->code;
 			goto out;
 		}
-		if (cc != CURLE_OK && !retryable_curl(cc)) {
+		if (cc != CURLE_OK && !st_curl_retryable(cc)) {
 			rc = transport_error(s, r, cc, attempt + 1, err);
 			goto out;
 		}
@@ -503,7 +430,7 @@ static int request(struct remote_store *s, const struct rq *r, struct st_err *er
 		st_log_warn("%s: %s %s: %s, retrying (attempt %u of %u)", s->base.url, r->method,
 		            what_of(r), cc != CURLE_OK ? curl_easy_strerror(cc) : "server busy",
 		            attempt + 2, s->max_retries + 1);
-		backoff(attempt);
+		st_curl_backoff(BACKOFF_MS, BACKOFF_CAP_MS, attempt);
 	}
 out:
 	st_curl_pool_give(&s->pool, x.h);
@@ -521,12 +448,31 @@ static void rq_init(struct rq *r, const char *method, const char *key)
 
 /* ---- the store operations ---- */
 
+/* Sends the whole body from memory, so that every attempt can send it again. */
+static int remote_put_mem(struct st_store *st, const char *key, const void *data, size_t len,
+                          bool if_absent, struct st_err *err)
+{
+	struct remote_store *s = (struct remote_store *)st;
+	struct rq r;
+	int rc;
+
+	if (len > ST_DATASERVER_CAP_BODY)
+		return st_err_set(err, ST_ETOOBIG,
+		                  "%s: PUT %s: %zu bytes is over the data door's limit of %u bytes",
+		                  st->url, key, len, ST_DATASERVER_CAP_BODY);
+	rq_init(&r, "PUT", key);
+	r.body = data != NULL ? data : "";
+	r.body_len = len;
+	r.if_absent = if_absent;
+	if ((rc = request(s, &r, err)) < 0)
+		return rc;
+	return rc == 412 ? 1 : 0;
+}
+
 static int remote_put(struct st_store *st, const char *key, uint64_t size, st_store_read_cb rd,
                       void *payload, bool if_absent, struct st_err *err)
 {
-	struct remote_store *s = (struct remote_store *)st;
 	struct st_buf b = ST_BUF_INIT(ST_DATASERVER_CAP_BODY);
-	struct rq r;
 	char tmp[64u << 10];
 	int rc = ST_EINTERNAL;
 
@@ -558,13 +504,7 @@ static int remote_put(struct st_store *st, const char *key, uint64_t size, st_st
 		                st->url, key, b.len, (unsigned long long)size);
 		goto out;
 	}
-	rq_init(&r, "PUT", key);
-	r.body = b.ptr ? b.ptr : "";
-	r.body_len = b.len;
-	r.if_absent = if_absent;
-	if ((rc = request(s, &r, err)) < 0)
-		goto out;
-	rc = rc == 412 ? 1 : 0;
+	rc = remote_put_mem(st, key, b.ptr, b.len, if_absent, err);
 out:
 	st_buf_dispose(&b);
 	return rc;
@@ -700,6 +640,7 @@ static const struct st_store_vtable remote_vtable = {
 	.del = remote_del,
 	.free = remote_free,
 	.sync = NULL,
+	.put_mem = remote_put_mem,
 };
 
 int st_store__open_remote(struct st_store **out, const char *url,
@@ -713,7 +654,7 @@ int st_store__open_remote(struct st_store **out, const char *url,
 	s->base.vt = &remote_vtable;
 	s->base.url = st_xstrdup(url);
 	st_curl_pool_init(&s->pool);
-	if (pthread_once(&curl_once, curl_init) != 0 || curl_init_rc != CURLE_OK) {
+	if (st_curl_global_init() != CURLE_OK) {
 		rc = st_err_set(err, ST_EINTERNAL, "%s: libcurl initialisation failed", url);
 		goto out;
 	}

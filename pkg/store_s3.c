@@ -186,6 +186,17 @@ static int s3_put(struct st_store *st, const char *key, uint64_t size, st_store_
 	return rc;
 }
 
+static int s3_put_mem(struct st_store *st, const char *key, const void *data, size_t len,
+                      bool if_absent, struct st_err *err)
+{
+	struct s3_store *s = (struct s3_store *)st;
+	char *k = full_key(s, key);
+	int rc = st_s3_put_mem(s->c, k, data, len, if_absent, err);
+
+	free(k);
+	return rc;
+}
+
 static int s3_get(struct st_store *st, const char *key, uint64_t off, uint64_t len,
                   st_store_write_cb wr, void *payload, struct st_err *err)
 {
@@ -294,6 +305,7 @@ static const struct st_store_vtable s3_vtable = {
 	.free = s3_free,
 	.sync = NULL,
 	.create = s3_create,
+	.put_mem = s3_put_mem,
 };
 
 int st_store__open_s3(struct st_store **out, const char *url, const struct st_store_options *opts,

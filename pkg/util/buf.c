@@ -147,3 +147,39 @@ out:
 	(void)fclose(f);
 	return rc;
 }
+
+int st_read_secret_file(char **out, size_t *len_out, const char *path, size_t max,
+                        struct st_err *err)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t n;
+	int rc = ST_EINTERNAL;
+
+	*out = NULL;
+	*len_out = 0;
+	if (f == NULL)
+		return st_err_set(err, ST_ENOTFOUND, "cannot open %s: %s", path, strerror(errno));
+	buf = st_xmalloc(max + 1);
+	n = fread(buf, 1, max + 1, f);
+	if (ferror(f)) {
+		rc = st_err_set(err, ST_EIO, "cannot read %s", path);
+		goto out;
+	}
+	if (n > max) {
+		rc = st_err_set(err, ST_ETOOBIG, "%s is larger than %zu bytes", path, max);
+		goto out;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = '\0';
+	*out = buf;
+	*len_out = n;
+	buf = NULL; /* transferred */
+	rc = 0;
+out:
+	if (buf != NULL)
+		st_freezero(buf, max + 1);
+	(void)fclose(f);
+	return rc;
+}

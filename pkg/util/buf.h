@@ -43,6 +43,16 @@ char *st_buf_detach(struct st_buf *b, size_t *len_out);
  * ST_ETOOBIG past the buffer's cap, ST_EIO on a read error; err names the file.
  */
 int st_buf_read_file(struct st_buf *b, const char *path, struct st_err *err) ST_WARN_UNUSED;
+/*
+ * Reads a secret of at most max bytes (a key, a token) from the file at
+ * path into *out, a NUL-terminated heap string of *len_out bytes without
+ * the trailing CR and LF bytes. It never moves, so no copy is left behind;
+ * release it with st_freezero(*out, *len_out + 1). ST_ENOTFOUND when the
+ * file cannot be opened, ST_ETOOBIG past max, ST_EIO on a read error; err
+ * names the file. An empty file gives 0 with *len_out 0.
+ */
+int st_read_secret_file(char **out, size_t *len_out, const char *path, size_t max,
+                        struct st_err *err) ST_WARN_UNUSED;
 /* Text pointer, "" for an empty buffer; borrowed. */
 const char *st_buf_cstr(const struct st_buf *b);
 

@@ -196,6 +196,15 @@ static void test_snapshot_roundtrip(void **state)
 	assert_memory_equal(back.tree, tree, sizeof(tree));
 	st_repo_snapshot_dispose(&back);
 	assert_int_equal(st_repo_snapshot_load(&back, f->r, "zzzz", &err), ST_ENOTFOUND);
+	/* Snapshots of the same second: "latest" is the one saved last, not a random id. */
+	for (int i = 1; i <= 8; i++) {
+		s.time_ns = i * 1000;
+		assert_int_equal(st_repo_snapshot_save(f->r, &s, &err), 0);
+		assert_int_equal(st_repo_snapshot_load(&back, f->r, "latest", &err), 0);
+		assert_string_equal(back.id, s.id);
+		assert_int_equal(back.time_ns, i * 1000);
+		st_repo_snapshot_dispose(&back);
+	}
 }
 
 struct seen {

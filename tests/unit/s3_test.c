@@ -736,6 +736,29 @@ static void test_fault_put_replayed(void **state)
 	fake_stop(&f);
 }
 
+/* A put from memory sends the caller's bytes again on a retry. */
+static void test_fault_put_mem_replayed(void **state)
+{
+	static const struct step steps[] = {
+		{ 503, NULL, "", -1 },
+		{ 200, "ETag: \"x\"\r\n", "", -1 },
+	};
+	static const char data[] = "the caller's bytes, sent twice";
+	struct fake f;
+	struct st_s3_client *c;
+	struct st_err err = ST_ERR_INIT;
+
+	(void)state;
+	fake_start(&f, steps, 2);
+	c = fake_client(&f, 2);
+	assert_int_equal(st_s3_put_mem(c, "k", data, sizeof(data) - 1, false, &err), 0);
+	assert_string_equal(f.bodies[0], data);
+	assert_string_equal(f.bodies[1], data);
+	assert_non_null(strstr(f.seen[1], "Content-Length: 30"));
+	st_s3_client_free(c);
+	fake_stop(&f);
+}
+
 static void test_fault_give_up(void **state)
 {
 	static const struct step steps[] = {
@@ -1329,6 +1352,7 @@ int main(void)
 		cmocka_unit_test(test_fault_resume),
 		cmocka_unit_test(test_fault_range_ignored),
 		cmocka_unit_test(test_fault_put_replayed),
+		cmocka_unit_test(test_fault_put_mem_replayed),
 		cmocka_unit_test(test_fault_give_up),
 		cmocka_unit_test(test_fault_hints),
 		cmocka_unit_test(test_fault_inm_unsupported),

@@ -3,7 +3,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -11,6 +14,7 @@
 #include "pkg/util/caps.h"
 #include "pkg/util/err.h"
 #include "pkg/util/json.h"
+#include "pkg/util/mem.h"
 
 static void test_err_first_wins(void **state)
 {
@@ -43,6 +47,55 @@ static void test_buf_cap(void **state)
 	assert_int_equal(b.len, 10);
 	assert_int_equal(st_buf_putc(&b, '!'), ST_ETOOBIG);
 	st_buf_dispose(&b);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "wb");
+
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, true);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void test_read_secret_file(void **state)
+{
+	char path[] = "/tmp/stasis-secret-XXXXXX";
+	struct st_err err = ST_ERR_INIT;
+	char *s = NULL;
+	size_t n = 99;
+	int fd;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(close(fd), 0);
+	/* Trailing line ends go, the rest stays as it is. */
+	write_file(path, "s3cr\net\r\n\n");
+	assert_int_equal(st_read_secret_file(&s, &n, path, 16, &err), 0);
+	assert_int_equal(n, 7);
+	assert_string_equal(s, "s3cr\net");
+	st_freezero(s, n + 1);
+	/* Exactly max bytes fit; one more does not. */
+	write_file(path, "0123456789abcdef");
+	assert_int_equal(st_read_secret_file(&s, &n, path, 16, &err), 0);
+	assert_int_equal(n, 16);
+	st_freezero(s, n + 1);
+	write_file(path, "0123456789abcdefX");
+	assert_int_equal(st_read_secret_file(&s, &n, path, 16, &err), ST_ETOOBIG);
+	assert_null(s);
+	assert_non_null(strstr(err.msg, "larger than 16 bytes"));
+	/* An empty file is read; judging it is the caller's business. */
+	write_file(path, "\n");
+	assert_int_equal(st_read_secret_file(&s, &n, path, 16, &err), 0);
+	assert_int_equal(n, 0);
+	assert_string_equal(s, "");
+	st_freezero(s, n + 1);
+	assert_int_equal(unlink(path), 0);
+	st_err_clear(&err);
+	assert_int_equal(st_read_secret_file(&s, &n, path, 16, &err), ST_ENOTFOUND);
+	assert_null(s);
+	assert_non_null(strstr(err.msg, path));
 }
 
 static void test_json_parse_errors(void **state)
@@ -80,6 +133,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_err_first_wins),
 		cmocka_unit_test(test_buf_cap),
+		cmocka_unit_test(test_read_secret_file),
 		cmocka_unit_test(test_json_parse_errors),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
