@@ -115,8 +115,7 @@ struct engine {
 	struct json_object *ns_done;    /* set of target namespaces created or found */
 	struct json_object *pv_done;    /* set of PV names created by this restore */
 	struct json_object *vol_failed; /* "ns/claim" -> reason */
-	struct st_restore_volume *vols;
-	struct json_object **vol_objs; /* created claims, owned */
+	struct st_restore_volume *vols; /* their pvc: the created claims, owned */
 	size_t nvols, cap_vols;
 	bool volumes_filled;
 	bool crd_created;
@@ -1268,11 +1267,10 @@ static void add_volume(struct engine *e, const struct item *it, const char *ns,
 	if (e->nvols == e->cap_vols) {
 		e->cap_vols = e->cap_vols ? e->cap_vols * 2 : 16;
 		e->vols = st_xrealloc(e->vols, e->cap_vols * sizeof(*e->vols));
-		e->vol_objs = st_xrealloc(e->vol_objs, e->cap_vols * sizeof(struct json_object *));
 	}
-	e->vol_objs[e->nvols] = created;
 	v = &e->vols[e->nvols++];
 	memset(v, 0, sizeof(*v));
+	v->pvc = created;
 	v->namespace = st_json_get_str(st_json_get_obj(created, "metadata"), "namespace");
 	if (v->namespace == NULL)
 		v->namespace = ns;
@@ -1338,8 +1336,6 @@ static void fill_volumes(struct engine *e)
 	e->volumes_filled = true;
 	if (e->nvols == 0 || e->opts->fill_volumes == NULL)
 		return;
-	for (i = 0; i < e->nvols; i++)
-		e->vols[i].pvc = e->vol_objs[i];
 	st_runlog_add(&e->log, "info", "filling %zu volumes", e->nvols);
 	rc = e->opts->fill_volumes(e->vols, e->nvols, e->restore, e->opts->payload);
 	for (i = 0; i < e->nvols; i++) {
@@ -1692,11 +1688,10 @@ static void engine_dispose(struct engine *e)
 	for (i = 0; i < e->nitems; i++)
 		item_dispose(&e->items[i]);
 	for (i = 0; i < e->nvols; i++)
-		json_object_put(e->vol_objs[i]);
+		json_object_put(e->vols[i].pvc);
 	free(e->items);
 	free(e->order);
 	free(e->vols);
-	free(e->vol_objs);
 	st_remap_free(e->remap);
 	json_object_put(e->incl_res);
 	json_object_put(e->excl_res);
