@@ -17,6 +17,7 @@
 #include "pkg/labels.h"
 #include "pkg/remap.h"
 #include "pkg/runlog.h"
+#include "pkg/schedule.h"
 #include "pkg/store.h"
 #include "pkg/util/buf.h"
 #include "pkg/util/json.h"
@@ -1572,8 +1573,7 @@ static int newest_completed(struct json_object *item, void *payload)
 int st_restore_schedule_backup(char *buf, size_t size, struct st_kube_client *c, const char *ns,
                                const char *schedule, struct st_err *err)
 {
-	static const char *const labels[] = { "velero.io/schedule-name",
-		                              "stasis.io/schedule-name" };
+	static const char *const labels[] = { ST_SCHEDULE_VELERO_LABEL, ST_SCHEDULE_LABEL };
 	struct st_kube_list_options lo = ST_KUBE_LIST_OPTIONS_INIT;
 	struct st_kube_gvr gvr;
 	struct newest n;
@@ -1595,8 +1595,8 @@ int st_restore_schedule_backup(char *buf, size_t size, struct st_kube_client *c,
 	}
 	if (n.name[0] == '\0')
 		return st_err_set(err, ST_ENOTFOUND,
-		                  "schedule %s has no Completed backup in namespace %s (label "
-		                  "velero.io/schedule-name or stasis.io/schedule-name)",
+		                  "schedule %s has no Completed backup in namespace %s "
+		                  "(label " ST_SCHEDULE_VELERO_LABEL " or " ST_SCHEDULE_LABEL ")",
 		                  schedule, ns);
 	(void)snprintf(buf, size, "%s", n.name);
 	return 0;
