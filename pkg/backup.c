@@ -249,7 +249,7 @@ int st_backup_validate_lists(struct json_object *included, struct json_object *e
 	return 0;
 }
 
-static bool safe_name(const char *s)
+bool st_backup_name_usable(const char *s)
 {
 	return s != NULL && s[0] != '\0' && strchr(s, '/') == NULL && strcmp(s, ".") != 0 &&
 	       strcmp(s, "..") != 0;
@@ -261,8 +261,9 @@ int st_backup_entry_names(char *plain, char *preferred, size_t size, const char 
 	char scope[NAME_CAP];
 	int n1, n2;
 
-	if (!safe_name(gr) || !safe_name(version) || !safe_name(name) ||
-	    (ns != NULL && ns[0] != '\0' && !safe_name(ns)))
+	if (!st_backup_name_usable(gr) || !st_backup_name_usable(version) ||
+	    !st_backup_name_usable(name) ||
+	    (ns != NULL && ns[0] != '\0' && !st_backup_name_usable(ns)))
 		return ST_EINVAL;
 	if (ns != NULL && ns[0] != '\0')
 		n1 = snprintf(scope, sizeof(scope), "namespaces/%s/%s.json", ns, name);
@@ -849,7 +850,7 @@ static int prepare(struct engine *e, long long *ttl, struct st_err *err)
 		e->bns = "";
 	e->log.ns = e->bns;
 	e->log.name = e->name;
-	if (!safe_name(e->name))
+	if (!st_backup_name_usable(e->name))
 		return st_err_set(err, ST_EINVAL, "metadata.name: missing or not usable as a key");
 	if (ttl_text == NULL || ttl_text[0] == '\0')
 		ttl_text = ST_BACKUP_DEFAULT_TTL;
@@ -1083,7 +1084,7 @@ int st_backup_delete_objects(unsigned *count_out, struct st_store *s, const char
 
 	if (count_out != NULL)
 		*count_out = 0;
-	if (!safe_name(name))
+	if (!st_backup_name_usable(name))
 		return st_err_set(err, ST_EINVAL, "backup name \"%s\" is not usable as a key",
 		                  name ? name : "");
 	(void)snprintf(prefix, sizeof(prefix), "backups/%s/", name);

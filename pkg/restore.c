@@ -1758,8 +1758,7 @@ int st_restore_run(struct st_restore_result *res, struct st_kube_client *c, stru
 	e.rns = st_json_get_str(md, "namespace");
 	if (e.rns == NULL)
 		e.rns = "";
-	if (e.name == NULL || e.name[0] == '\0' || strchr(e.name, '/') != NULL ||
-	    strcmp(e.name, "..") == 0 || strcmp(e.name, ".") == 0) {
+	if (!st_backup_name_usable(e.name)) {
 		st_err_set(err, ST_EINVAL, "metadata.name: missing or not usable as a key");
 		(void)snprintf(res->failure_reason, sizeof(res->failure_reason), "%s",
 		               st_err_text(err));
