@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <zlib.h>
 
 #include <json-c/json.h>
 
 #include "pkg/archive.h"
 #include "pkg/kube.h"
+#include "pkg/runlog.h"
 #include "pkg/store.h"
 #include "pkg/util/buf.h"
 #include "pkg/util/json.h"
@@ -23,8 +23,6 @@
 /* A tar entry name, a label selector, a group-qualified resource name. */
 #define NAME_CAP     1024u
 #define SELECTOR_CAP 8192u
-/* The gzipped resource list held in memory before upload. */
-#define RESLIST_CAP (64u * 1024u * 1024u)
 /* Resource types one discovery may report. */
 #define TYPES_MAX 2048u
 
@@ -57,10 +55,7 @@ struct engine {
 	struct json_object *reslist;    /* "apps/v1/Deployment" -> ["ns/name", ...] */
 	FILE *tar;                      /* the compressed tarball, spooled */
 	struct st_archive_writer *w;
-	struct st_buf log;
-	unsigned log_dropped;
-	unsigned errors;
-	unsigned warnings;
+	struct st_runlog log; /* with the counts of errors and warnings */
 	unsigned total;
 	unsigned done;
 	long long now;
@@ -254,7 +249,7 @@ int st_backup_validate_lists(struct json_object *included, struct json_object *e
 	return 0;
 }
 
-static bool safe_name(const char *s)
+bool st_backup_name_usable(const char *s)
 {
 	return s != NULL && s[0] != '\0' && strchr(s, '/') == NULL && strcmp(s, ".") != 0 &&
 	       strcmp(s, "..") != 0;
@@ -266,8 +261,9 @@ int st_backup_entry_names(char *plain, char *preferred, size_t size, const char 
 	char scope[NAME_CAP];
 	int n1, n2;
 
-	if (!safe_name(gr) || !safe_name(version) || !safe_name(name) ||
-	    (ns != NULL && ns[0] != '\0' && !safe_name(ns)))
+	if (!st_backup_name_usable(gr) || !st_backup_name_usable(version) ||
+	    !st_backup_name_usable(name) ||
+	    (ns != NULL && ns[0] != '\0' && !st_backup_name_usable(ns)))
 		return ST_EINVAL;
 	if (ns != NULL && ns[0] != '\0')
 		n1 = snprintf(scope, sizeof(scope), "namespaces/%s/%s.json", ns, name);
@@ -284,38 +280,6 @@ int st_backup_entry_names(char *plain, char *preferred, size_t size, const char 
 
 /* ---- the backup's log ------------------------------------------------------------------- */
 
-static void blog(struct engine *e, const char *level, const char *fmt, ...) ST_PRINTF(3, 4);
-
-static void blog(struct engine *e, const char *level, const char *fmt, ...)
-{
-	char msg[1024];
-	char ts[32];
-	va_list ap;
-	size_t i, o = 0;
-	char quoted[2048];
-
-	va_start(ap, fmt);
-	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (strcmp(level, "error") == 0)
-		st_log_err("backup %s/%s: %s", e->bns, e->name, msg);
-	else if (strcmp(level, "warning") == 0)
-		st_log_warn("backup %s/%s: %s", e->bns, e->name, msg);
-	else
-		st_log_info("backup %s/%s: %s", e->bns, e->name, msg);
-	/* logfmt quoting: backslash and double quote are escaped. */
-	for (i = 0; msg[i] != '\0' && o + 3 < sizeof(quoted); i++) {
-		if (msg[i] == '"' || msg[i] == '\\')
-			quoted[o++] = '\\';
-		quoted[o++] = msg[i] == '\n' ? ' ' : msg[i];
-	}
-	quoted[o] = '\0';
-	st_backup_format_time(ts, sizeof(ts), (long long)time(NULL));
-	if (st_buf_printf(&e->log, "time=\"%s\" level=%s msg=\"%s\" backup=%s/%s\n", ts, level,
-	                  quoted, e->bns, e->name) < 0)
-		e->log_dropped++;
-}
-
 /* Counts and logs a warning or an error of the backup. */
 static void note(struct engine *e, bool is_error, const char *fmt, ...) ST_PRINTF(3, 4);
 
@@ -327,11 +291,7 @@ static void note(struct engine *e, bool is_error, const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (is_error)
-		e->errors++;
-	else
-		e->warnings++;
-	blog(e, is_error ? "error" : "warning", "%s", msg);
+	st_runlog_note(&e->log, is_error, msg);
 }
 
 static long long mono_ms(void)
@@ -346,7 +306,7 @@ static void set_fatal(struct engine *e, const char *what, const struct st_err *e
 {
 	if (e->fatal[0] == '\0')
 		(void)snprintf(e->fatal, sizeof(e->fatal), "%s: %s", what, st_err_text(err));
-	blog(e, "error", "%s: %s", what, st_err_text(err));
+	st_runlog_add(&e->log, "error", "%s: %s", what, st_err_text(err));
 }
 
 /* ---- scope ------------------------------------------------------------------------------ */
@@ -640,7 +600,7 @@ static int list_type(int *list_rc, struct engine *e, const struct st_kube_gvr *g
 	if (l.rc < 0)
 		return l.rc;
 	if (e->done > before)
-		blog(e, "info", "backed up %u %s", e->done - before, gr);
+		st_runlog_add(&e->log, "info", "backed up %u %s", e->done - before, gr);
 	return 0;
 }
 
@@ -748,46 +708,6 @@ static int back_up_cluster(struct engine *e)
 
 /* ---- uploads ---------------------------------------------------------------------------- */
 
-static int gzip_mem(struct st_buf *out, const void *data, size_t len)
-{
-	z_stream z;
-	unsigned char chunk[16384];
-	int zr, rc = 0;
-
-	memset(&z, 0, sizeof(z));
-	if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-		return ST_ENOMEM;
-	z.next_in = (unsigned char *)(uintptr_t)data;
-	z.avail_in = (uInt)len;
-	do {
-		z.next_out = chunk;
-		z.avail_out = sizeof(chunk);
-		zr = deflate(&z, Z_FINISH);
-		if (zr == Z_STREAM_ERROR) {
-			rc = ST_EINTERNAL;
-			break;
-		}
-		rc = st_buf_put(out, chunk, sizeof(chunk) - z.avail_out);
-	} while (rc == 0 && zr != Z_STREAM_END);
-	(void)deflateEnd(&z);
-	return rc;
-}
-
-static int put_gz(struct engine *e, const char *key, const void *data, size_t len,
-                  struct st_err *err)
-{
-	struct st_buf gz;
-	int rc;
-
-	st_buf_init(&gz, RESLIST_CAP);
-	if ((rc = gzip_mem(&gz, data, len)) < 0)
-		rc = st_err_set(err, rc, "compressing %s failed", key);
-	else
-		rc = st_store_put_mem(e->s, key, gz.ptr ? gz.ptr : "", gz.len, false, err);
-	st_buf_dispose(&gz);
-	return rc;
-}
-
 static long file_read(void *buf, size_t cap, void *payload)
 {
 	FILE *f = payload;
@@ -826,7 +746,7 @@ static int upload_reslist(struct engine *e, struct st_err *err)
 		        json_object_get(json_object_object_get(e->reslist, keys[i])));
 	text = st_json_to_string(sorted, &len);
 	(void)snprintf(key, sizeof(key), "backups/%s/%s-resource-list.json.gz", e->name, e->name);
-	rc = put_gz(e, key, text, len, err);
+	rc = st_runlog_put_gz(e->s, key, text, len, err);
 	json_object_put(sorted);
 	free(keys);
 	return rc;
@@ -843,7 +763,7 @@ static int upload_tarball(struct engine *e, struct st_err *err)
 	if (fflush(e->tar) != 0 || (size = ftell(e->tar)) < 0 || fseek(e->tar, 0, SEEK_SET) != 0)
 		return st_err_set(err, ST_EIO, "spooling the tarball: %s", strerror(errno));
 	(void)snprintf(key, sizeof(key), "backups/%s/%s.tar.gz", e->name, e->name);
-	blog(e, "info", "uploading %s (%ld bytes, %u objects)", key, size, e->done);
+	st_runlog_add(&e->log, "info", "uploading %s (%ld bytes, %u objects)", key, size, e->done);
 	return st_store_put(e->s, key, (uint64_t)size, file_read, e->tar, false, err);
 }
 
@@ -861,8 +781,8 @@ static void set_status(struct engine *e, const char *phase, const char *reason)
 	st_json_add_str(st, "phase", phase);
 	st_backup_format_time(ts, sizeof(ts), (long long)time(NULL));
 	st_json_add_str(st, "completionTimestamp", ts);
-	json_object_object_add(st, "errors", json_object_new_int((int)e->errors));
-	json_object_object_add(st, "warnings", json_object_new_int((int)e->warnings));
+	json_object_object_add(st, "errors", json_object_new_int((int)e->log.errors));
+	json_object_object_add(st, "warnings", json_object_new_int((int)e->log.warnings));
 	if (reason != NULL && reason[0] != '\0')
 		st_json_add_str(st, "failureReason", reason);
 	json_object_object_add(prog, "totalItems", json_object_new_int((int)e->total));
@@ -894,19 +814,17 @@ static void upload_trailer(struct engine *e, const char *phase, const char *reas
 	size_t len = 0;
 
 	set_status(e, phase, reason);
-	blog(e,
-	     phase[0] == 'C'   ? "info"
-	     : phase[0] == 'P' ? "warning"
-	                       : "error",
-	     "backup %s in %lld ms: %u of %u objects, %u errors, %u warnings%s%s", phase,
-	     mono_ms() - e->start_ms, e->done, e->total, e->errors, e->warnings,
-	     reason && reason[0] ? "; " : "", reason ? reason : "");
-	if (e->log_dropped > 0 &&
-	    st_buf_printf(&e->log, "(%u further log lines dropped)\n", e->log_dropped) < 0)
-		st_log_warn("backup %s/%s: %u log lines were not kept", e->bns, e->name,
-		            e->log_dropped);
+	st_runlog_add(&e->log,
+	              phase[0] == 'C'   ? "info"
+	              : phase[0] == 'P' ? "warning"
+	                                : "error",
+	              "backup %s in %lld ms: %u of %u objects, %u errors, %u warnings%s%s", phase,
+	              mono_ms() - e->start_ms, e->done, e->total, e->log.errors, e->log.warnings,
+	              reason && reason[0] ? "; " : "", reason ? reason : "");
+	st_runlog_finish(&e->log);
 	(void)snprintf(key, sizeof(key), "backups/%s/%s-logs.gz", e->name, e->name);
-	if (put_gz(e, key, e->log.ptr ? e->log.ptr : "", e->log.len, &err) < 0)
+	if (st_runlog_put_gz(e->s, key, e->log.buf.ptr ? e->log.buf.ptr : "", e->log.buf.len,
+	                     &err) < 0)
 		st_log_err("backup %s/%s: uploading the log: %s", e->bns, e->name,
 		           st_err_text(&err));
 	st_err_clear(&err);
@@ -930,7 +848,9 @@ static int prepare(struct engine *e, long long *ttl, struct st_err *err)
 	e->bns = st_json_get_str(md, "namespace");
 	if (e->bns == NULL)
 		e->bns = "";
-	if (!safe_name(e->name))
+	e->log.ns = e->bns;
+	e->log.name = e->name;
+	if (!st_backup_name_usable(e->name))
 		return st_err_set(err, ST_EINVAL, "metadata.name: missing or not usable as a key");
 	if (ttl_text == NULL || ttl_text[0] == '\0')
 		ttl_text = ST_BACKUP_DEFAULT_TTL;
@@ -959,7 +879,7 @@ static int collect(struct engine *e)
 		set_fatal(e, "discovery", &err);
 		return 0;
 	}
-	blog(e, "info", "discovery found %zu listable resource types", e->ntypes);
+	st_runlog_add(&e->log, "info", "discovery found %zu listable resource types", e->ntypes);
 	meta.mtime = e->now;
 	if (st_archive_writer_add_file(e->w, "metadata/version", &meta, ST_BACKUP_FORMAT_VERSION,
 	                               strlen(ST_BACKUP_FORMAT_VERSION), &err) < 0) {
@@ -973,7 +893,8 @@ static int collect(struct engine *e)
 	}
 	if ((rc = scope_namespaces(e, &e->types[nsi])) < 0 || e->fatal[0] != '\0')
 		return rc;
-	blog(e, "info", "%d namespaces in scope", json_object_object_length(e->namespaces));
+	st_runlog_add(&e->log, "info", "%d namespaces in scope",
+	              json_object_object_length(e->namespaces));
 	if ((rc = back_up_namespaced(e)) < 0 || e->cancelled)
 		return rc;
 	return back_up_cluster(e);
@@ -1017,17 +938,15 @@ bool st_backup_hook_cancelled(const struct st_backup_hook *h)
 
 void st_backup_hook_log(struct st_backup_hook *h, const char *level, const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 
-	va_start(ap, fmt);
-	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (strcmp(level, "error") == 0)
-		h->e->errors++;
+		h->e->log.errors++;
 	else if (strcmp(level, "warning") == 0)
-		h->e->warnings++;
-	blog(h->e, level, "%s", msg);
+		h->e->log.warnings++;
+	va_start(ap, fmt);
+	st_runlog_vadd(&h->e->log, level, fmt, ap);
+	va_end(ap);
 }
 
 static void back_up_volumes(struct engine *e)
@@ -1053,7 +972,7 @@ static void engine_dispose(struct engine *e)
 	json_object_put(e->crd_names);
 	json_object_put(e->reslist);
 	free(e->types);
-	st_buf_dispose(&e->log);
+	st_runlog_dispose(&e->log);
 }
 
 static void verdict(struct st_backup_result *res, struct engine *e, struct st_err *err)
@@ -1069,7 +988,7 @@ static void verdict(struct st_backup_result *res, struct engine *e, struct st_er
 		set_fatal(e, "uploading the resource list", err);
 	if (e->fatal[0] != '\0')
 		phase = "Failed";
-	else if (e->errors > 0)
+	else if (e->log.errors > 0)
 		phase = "PartiallyFailed";
 	upload_trailer(e, phase, e->fatal);
 	res->phase = phase;
@@ -1100,18 +1019,18 @@ int st_backup_run(struct st_backup_result *res, struct st_kube_client *c, struct
 	e.crd_names = json_object_new_object();
 	e.reslist = json_object_new_object();
 	e.types = st_xcalloc(TYPES_MAX, sizeof(*e.types));
-	st_buf_init(&e.log, ST_BACKUP_CAP_LOG);
+	st_runlog_init(&e.log, "backup", ST_BACKUP_CAP_LOG);
 	if ((rc = prepare(&e, &ttl, err)) < 0) {
 		(void)snprintf(res->failure_reason, sizeof(res->failure_reason), "%s",
 		               st_err_text(err));
 		goto out;
 	}
 	set_start_status(&e, ttl);
-	blog(&e, "info", "backup started (label selector \"%s\", cluster resources: %s)",
-	     e.selector,
-	     e.cluster == CLUSTER_ALL    ? "all"
-	     : e.cluster == CLUSTER_NONE ? "none"
-	                                 : "related");
+	st_runlog_add(&e.log, "info",
+	              "backup started (label selector \"%s\", cluster resources: %s)", e.selector,
+	              e.cluster == CLUSTER_ALL    ? "all"
+	              : e.cluster == CLUSTER_NONE ? "none"
+	                                          : "related");
 	if ((e.tar = tmpfile()) == NULL) {
 		rc = st_err_set(err, ST_EIO, "cannot create a spool file: %s", strerror(errno));
 		goto out;
@@ -1124,8 +1043,8 @@ int st_backup_run(struct st_backup_result *res, struct st_kube_client *c, struct
 	back_up_volumes(&e);
 	verdict(res, &e, err);
 	st_err_clear(err);
-	res->errors = e.errors;
-	res->warnings = e.warnings;
+	res->errors = e.log.errors;
+	res->warnings = e.log.warnings;
 	res->total_items = e.total;
 	res->items_backed_up = e.done;
 	rc = 0;
@@ -1165,7 +1084,7 @@ int st_backup_delete_objects(unsigned *count_out, struct st_store *s, const char
 
 	if (count_out != NULL)
 		*count_out = 0;
-	if (!safe_name(name))
+	if (!st_backup_name_usable(name))
 		return st_err_set(err, ST_EINVAL, "backup name \"%s\" is not usable as a key",
 		                  name ? name : "");
 	(void)snprintf(prefix, sizeof(prefix), "backups/%s/", name);

@@ -150,6 +150,12 @@ int st_backup_validate_lists(struct json_object *included, struct json_object *e
                              const char *what, struct st_err *err) ST_WARN_UNUSED;
 
 /*
+ * True when s can stand as one part of a store key or tar entry name: not
+ * NULL or empty, no '/', not "." or "..".
+ */
+bool st_backup_name_usable(const char *s);
+
+/*
  * The tar entry names of one object: resources/<gr>/namespaces/<ns>/<name>.json
  * and resources/<gr>/<version>-preferredversion/namespaces/<ns>/<name>.json
  * (cluster/<name>.json when ns is NULL or ""). gr is "pods" or

@@ -241,23 +241,14 @@ static size_t split_at(const char *s, size_t n)
 	return at;
 }
 
-static int add_pair(struct st_remap *m, enum st_remap_kind kind, const char *item, size_t n,
-                    struct st_err *err)
+/* Adds the rule from the text a[0..an) to b[0..bn), each trimmed of blanks. */
+static int add_spans(struct st_remap *m, enum st_remap_kind kind, const char *a, size_t an,
+                     const char *b, size_t bn, struct st_err *err)
 {
-	size_t at = split_at(item, n);
-	const char *a = item;
-	const char *b = item + at + 1;
-	size_t an = at;
-	size_t bn = at < n ? n - at - 1 : 0;
 	char *from = NULL;
 	char *to = NULL;
 	int rc;
 
-	if (at >= n)
-		return st_err_set(err, ST_EINVAL,
-		                  "%s mapping \"%.*s\" is not old:new (write old=new when the "
-		                  "names themselves contain ':')",
-		                  kind_names[kind], (int)n, item);
 	trim(&a, &an);
 	trim(&b, &bn);
 	from = st_xstrndup(a, an);
@@ -266,6 +257,19 @@ static int add_pair(struct st_remap *m, enum st_remap_kind kind, const char *ite
 	free(from);
 	free(to);
 	return rc;
+}
+
+static int add_pair(struct st_remap *m, enum st_remap_kind kind, const char *item, size_t n,
+                    struct st_err *err)
+{
+	size_t at = split_at(item, n);
+
+	if (at >= n)
+		return st_err_set(err, ST_EINVAL,
+		                  "%s mapping \"%.*s\" is not old:new (write old=new when the "
+		                  "names themselves contain ':')",
+		                  kind_names[kind], (int)n, item);
+	return add_spans(m, kind, item, at, item + at + 1, n - at - 1, err);
 }
 
 int st_remap_add_pairs(struct st_remap *m, enum st_remap_kind kind, const char *text,
@@ -345,12 +349,6 @@ static int add_velero_images(struct st_remap *m, struct json_object *data, struc
 		                        ? json_object_get_string(v)
 		                        : NULL;
 		const char *comma = s != NULL ? strchr(s, ',') : NULL;
-		const char *a = s;
-		const char *b = comma != NULL ? comma + 1 : NULL;
-		size_t an = comma != NULL ? (size_t)(comma - s) : 0;
-		size_t bn = b != NULL ? strlen(b) : 0;
-		char *from = NULL;
-		char *to = NULL;
 		int rc;
 
 		if (comma == NULL)
@@ -358,13 +356,8 @@ static int add_velero_images(struct st_remap *m, struct json_object *data, struc
 			                  "data.%s must be \"<old>,<new>\" (for example "
 			                  "\"docker.io,registry.local:5000\")",
 			                  k);
-		trim(&a, &an);
-		trim(&b, &bn);
-		from = st_xstrndup(a, an);
-		to = st_xstrndup(b, bn);
-		rc = st_remap_add(m, ST_REMAP_IMAGE_REGISTRY, from, to, err);
-		free(from);
-		free(to);
+		rc = add_spans(m, ST_REMAP_IMAGE_REGISTRY, s, (size_t)(comma - s), comma + 1,
+		               strlen(comma + 1), err);
 		if (rc < 0) {
 			st_err_prefix(err, "data.%s", k);
 			return rc;

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <json-c/json.h>
 
@@ -17,6 +16,8 @@
 #include "pkg/kube.h"
 #include "pkg/labels.h"
 #include "pkg/remap.h"
+#include "pkg/runlog.h"
+#include "pkg/schedule.h"
 #include "pkg/store.h"
 #include "pkg/util/buf.h"
 #include "pkg/util/json.h"
@@ -27,8 +28,6 @@
 #define NAME_CAP 1024u
 /* One object of the tarball. */
 #define ITEM_CAP (16u << 20)
-/* The gzipped log or results held in memory before upload. */
-#define GZ_CAP (64u << 20)
 
 /*
  * Velero's default restore priorities: what others depend on first
@@ -117,15 +116,13 @@ struct engine {
 	struct json_object *ns_done;    /* set of target namespaces created or found */
 	struct json_object *pv_done;    /* set of PV names created by this restore */
 	struct json_object *vol_failed; /* "ns/claim" -> reason */
-	struct st_restore_volume *vols;
-	struct json_object **vol_objs; /* created claims, owned */
+	struct st_restore_volume *vols; /* their pvc: the created claims, owned */
 	size_t nvols, cap_vols;
 	bool volumes_filled;
 	bool crd_created;
 	struct json_object *results; /* {"errors": {...}, "warnings": {...}} */
-	struct st_buf log;
-	unsigned log_dropped;
-	unsigned errors, warnings, total, done;
+	struct st_runlog log;        /* with the counts of errors and warnings */
+	unsigned total, done;
 	long long now;
 	bool cancelled;
 	char fatal[ST_ERR_MSG_SIZE];
@@ -570,36 +567,6 @@ void st_restore_claims_of(struct json_object *arr, struct json_object *obj)
 
 /* ---- the restore's log and results -------------------------------------------------------- */
 
-static void rlog(struct engine *e, const char *level, const char *fmt, ...) ST_PRINTF(3, 4);
-
-static void rlog(struct engine *e, const char *level, const char *fmt, ...)
-{
-	char msg[1024], quoted[2048], ts[32];
-	va_list ap;
-	size_t i, o = 0;
-
-	va_start(ap, fmt);
-	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (strcmp(level, "error") == 0)
-		st_log_err("restore %s/%s: %s", e->rns, e->name, msg);
-	else if (strcmp(level, "warning") == 0)
-		st_log_warn("restore %s/%s: %s", e->rns, e->name, msg);
-	else
-		st_log_info("restore %s/%s: %s", e->rns, e->name, msg);
-	/* logfmt quoting, as the backup's log. */
-	for (i = 0; msg[i] != '\0' && o + 3 < sizeof(quoted); i++) {
-		if (msg[i] == '"' || msg[i] == '\\')
-			quoted[o++] = '\\';
-		quoted[o++] = (char)(msg[i] == '\n' ? ' ' : msg[i]);
-	}
-	quoted[o] = '\0';
-	st_backup_format_time(ts, sizeof(ts), (long long)time(NULL));
-	if (st_buf_printf(&e->log, "time=\"%s\" level=%s msg=\"%s\" restore=%s/%s\n", ts, level,
-	                  quoted, e->rns, e->name) < 0)
-		e->log_dropped++;
-}
-
 /* Appends msg to results[kind] under "velero", "cluster" or "namespaces"/ns. */
 static void result_add(struct engine *e, const char *kind, const char *where, const char *ns,
                        const char *msg)
@@ -639,11 +606,7 @@ static void note(struct engine *e, bool is_error, const char *ns, const char *fm
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (is_error)
-		e->errors++;
-	else
-		e->warnings++;
-	rlog(e, is_error ? "error" : "warning", "%s", msg);
+	st_runlog_note(&e->log, is_error, msg);
 	result_add(e, is_error ? "errors" : "warnings", "cluster", ns, msg);
 }
 
@@ -654,7 +617,7 @@ static void set_fatal(struct engine *e, const char *what, const struct st_err *e
 	(void)snprintf(msg, sizeof(msg), "%s: %s", what, st_err_text(err));
 	if (e->fatal[0] == '\0')
 		(void)snprintf(e->fatal, sizeof(e->fatal), "%s: %s", what, st_err_text(err));
-	rlog(e, "error", "%s", msg);
+	st_runlog_add(&e->log, "error", "%s", msg);
 	result_add(e, "errors", "velero", NULL, msg);
 }
 
@@ -862,7 +825,7 @@ static int download(struct engine *e, struct st_err *err)
 	(void)fclose(f);
 	if (rc == 0) {
 		drop_duplicates(e);
-		rlog(e, "info", "read %zu objects from %s", e->nitems, key);
+		st_runlog_add(&e->log, "info", "read %zu objects from %s", e->nitems, key);
 	}
 	return rc;
 }
@@ -1071,19 +1034,22 @@ static void select_items(struct engine *e)
 		if (!it->in_scope)
 			continue;
 		if (!st_restore_restorable(it->gr)) {
-			rlog(e, "info", "%s %s%s%s skipped: not a restorable resource", it->gr,
-			     str_or_empty(it->ns), it->ns ? "/" : "", it->name);
+			st_runlog_add(&e->log, "info",
+			              "%s %s%s%s skipped: not a restorable resource", it->gr,
+			              str_or_empty(it->ns), it->ns ? "/" : "", it->name);
 			continue;
 		}
 		if (reprovisioned(it)) {
-			rlog(e, "info",
-			     "%s %s skipped: reclaim policy Delete, its claim is provisioned again",
-			     it->gr, it->name);
+			st_runlog_add(&e->log, "info",
+			              "%s %s skipped: reclaim policy Delete, its claim is "
+			              "provisioned again",
+			              it->gr, it->name);
 			continue;
 		}
 		if (owner_in_backup(e, it, why, sizeof(why))) {
-			rlog(e, "info", "%s %s/%s skipped: its controller %s recreates it", it->gr,
-			     it->ns, it->name, why);
+			st_runlog_add(&e->log, "info",
+			              "%s %s/%s skipped: its controller %s recreates it", it->gr,
+			              it->ns, it->name, why);
 			continue;
 		}
 		e->order[e->norder++] = it;
@@ -1186,7 +1152,8 @@ static void ensure_namespace(struct engine *e, const char *ns, const char *targe
 	if (st_kube_gvr_set(&gvr, "", "v1", "namespaces", "Namespace", false) < 0)
 		goto out;
 	if (st_kube_create(&res, e->c, &gvr, NULL, obj, &http, &err) == 0)
-		rlog(e, "info", "namespace %s created (for objects of %s)", target, ns);
+		st_runlog_add(&e->log, "info", "namespace %s created (for objects of %s)", target,
+		              ns);
 	else if (http != 409)
 		note(e, true, target, "namespace %s: %s", target, st_err_text(&err));
 	set_add(e->ns_done, target);
@@ -1270,7 +1237,7 @@ static void handle_existing(struct engine *e, const struct st_kube_gvr *gvr, con
 	}
 	d = st_restore_existing_decide(cur, obj, e->update);
 	if (d == ST_RESTORE_EXISTING_SAME) {
-		rlog(e, "info", "%s: already exists and matches the backup", what);
+		st_runlog_add(&e->log, "info", "%s: already exists and matches the backup", what);
 		goto out;
 	}
 	if (d == ST_RESTORE_EXISTING_KEEP) {
@@ -1301,11 +1268,10 @@ static void add_volume(struct engine *e, const struct item *it, const char *ns,
 	if (e->nvols == e->cap_vols) {
 		e->cap_vols = e->cap_vols ? e->cap_vols * 2 : 16;
 		e->vols = st_xrealloc(e->vols, e->cap_vols * sizeof(*e->vols));
-		e->vol_objs = st_xrealloc(e->vol_objs, e->cap_vols * sizeof(struct json_object *));
 	}
-	e->vol_objs[e->nvols] = created;
 	v = &e->vols[e->nvols++];
 	memset(v, 0, sizeof(*v));
+	v->pvc = created;
 	v->namespace = st_json_get_str(st_json_get_obj(created, "metadata"), "namespace");
 	if (v->namespace == NULL)
 		v->namespace = ns;
@@ -1340,7 +1306,7 @@ static int create_one(struct engine *e, const struct item *it, struct json_objec
 		rc = st_kube_create(&res, e->c, &gvr, ns, obj, &http, &err);
 	}
 	if (rc == 0) {
-		rlog(e, "info", "%s: created", what);
+		st_runlog_add(&e->log, "info", "%s: created", what);
 		if (strcmp(it->gr, GR_PVC) == 0) {
 			add_volume(e, it, ns, res);
 			res = NULL; /* transferred */
@@ -1371,9 +1337,7 @@ static void fill_volumes(struct engine *e)
 	e->volumes_filled = true;
 	if (e->nvols == 0 || e->opts->fill_volumes == NULL)
 		return;
-	for (i = 0; i < e->nvols; i++)
-		e->vols[i].pvc = e->vol_objs[i];
-	rlog(e, "info", "filling %zu volumes", e->nvols);
+	st_runlog_add(&e->log, "info", "filling %zu volumes", e->nvols);
 	rc = e->opts->fill_volumes(e->vols, e->nvols, e->restore, e->opts->payload);
 	for (i = 0; i < e->nvols; i++) {
 		struct st_restore_volume *v = &e->vols[i];
@@ -1573,7 +1537,8 @@ static int pick_backup(struct engine *e, struct st_err *err)
 		return rc;
 	st_json_add_str(e->spec, "backupName", name);
 	e->backup = st_json_get_str(e->spec, "backupName");
-	rlog(e, "info", "schedule %s: restoring its newest Completed backup %s", sched, name);
+	st_runlog_add(&e->log, "info", "schedule %s: restoring its newest Completed backup %s",
+	              sched, name);
 	return 0;
 }
 
@@ -1608,8 +1573,7 @@ static int newest_completed(struct json_object *item, void *payload)
 int st_restore_schedule_backup(char *buf, size_t size, struct st_kube_client *c, const char *ns,
                                const char *schedule, struct st_err *err)
 {
-	static const char *const labels[] = { "velero.io/schedule-name",
-		                              "stasis.io/schedule-name" };
+	static const char *const labels[] = { ST_SCHEDULE_VELERO_LABEL, ST_SCHEDULE_LABEL };
 	struct st_kube_list_options lo = ST_KUBE_LIST_OPTIONS_INIT;
 	struct st_kube_gvr gvr;
 	struct newest n;
@@ -1631,8 +1595,8 @@ int st_restore_schedule_backup(char *buf, size_t size, struct st_kube_client *c,
 	}
 	if (n.name[0] == '\0')
 		return st_err_set(err, ST_ENOTFOUND,
-		                  "schedule %s has no Completed backup in namespace %s (label "
-		                  "velero.io/schedule-name or stasis.io/schedule-name)",
+		                  "schedule %s has no Completed backup in namespace %s "
+		                  "(label " ST_SCHEDULE_VELERO_LABEL " or " ST_SCHEDULE_LABEL ")",
 		                  schedule, ns);
 	(void)snprintf(buf, size, "%s", n.name);
 	return 0;
@@ -1640,49 +1604,16 @@ int st_restore_schedule_backup(char *buf, size_t size, struct st_kube_client *c,
 
 /* ---- status and uploads ------------------------------------------------------------------ */
 
-static int gzip_mem(struct st_buf *out, const void *data, size_t len)
-{
-	unsigned char chunk[16384];
-	z_stream z;
-	int zr, rc = 0;
-
-	memset(&z, 0, sizeof(z));
-	if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-		return ST_ENOMEM;
-	z.next_in = (unsigned char *)(uintptr_t)data;
-	z.avail_in = (uInt)len;
-	do {
-		z.next_out = chunk;
-		z.avail_out = sizeof(chunk);
-		zr = deflate(&z, Z_FINISH);
-		if (zr == Z_STREAM_ERROR) {
-			rc = ST_EINTERNAL;
-			break;
-		}
-		rc = st_buf_put(out, chunk, sizeof(chunk) - z.avail_out);
-	} while (rc == 0 && zr != Z_STREAM_END);
-	(void)deflateEnd(&z);
-	return rc;
-}
-
 static void put_gz(struct engine *e, const char *what, const char *suffix, const void *data,
                    size_t len)
 {
 	struct st_err err = ST_ERR_INIT;
-	struct st_buf gz;
 	char key[NAME_CAP];
-	int rc;
 
 	(void)snprintf(key, sizeof(key), "restores/%s/restore-%s-%s.gz", e->name, e->name, suffix);
-	st_buf_init(&gz, GZ_CAP);
-	if ((rc = gzip_mem(&gz, data, len)) < 0)
-		st_err_set(&err, rc, "compressing failed");
-	else
-		rc = st_store_put_mem(e->s, key, gz.ptr ? gz.ptr : "", gz.len, false, &err);
-	if (rc < 0)
+	if (st_runlog_put_gz(e->s, key, data, len, &err) < 0)
 		st_log_err("restore %s/%s: uploading the %s to %s: %s", e->rns, e->name, what, key,
 		           st_err_text(&err));
-	st_buf_dispose(&gz);
 }
 
 static struct json_object *status_of(struct json_object *restore)
@@ -1706,8 +1637,8 @@ static void set_status(struct engine *e, const char *phase, const char *reason)
 	st_json_add_str(st, "phase", phase);
 	st_backup_format_time(ts, sizeof(ts), (long long)time(NULL));
 	st_json_add_str(st, "completionTimestamp", ts);
-	json_object_object_add(st, "errors", json_object_new_int((int)e->errors));
-	json_object_object_add(st, "warnings", json_object_new_int((int)e->warnings));
+	json_object_object_add(st, "errors", json_object_new_int((int)e->log.errors));
+	json_object_object_add(st, "warnings", json_object_new_int((int)e->log.warnings));
 	if (reason != NULL && reason[0] != '\0')
 		st_json_add_str(st, "failureReason", reason);
 	json_object_object_add(prog, "totalItems", json_object_new_int((int)e->total));
@@ -1726,26 +1657,24 @@ static void verdict(struct st_restore_result *res, struct engine *e)
 		               "the controller stopped while the restore was in progress");
 	if (e->fatal[0] != '\0')
 		phase = "Failed";
-	else if (e->errors > 0)
+	else if (e->log.errors > 0)
 		phase = "PartiallyFailed";
 	set_status(e, phase, e->fatal);
-	rlog(e,
-	     phase[0] == 'C'   ? "info"
-	     : phase[0] == 'P' ? "warning"
-	                       : "error",
-	     "restore %s: %u of %u items restored, %u errors, %u warnings%s%s", phase, e->done,
-	     e->total, e->errors, e->warnings, e->fatal[0] ? "; " : "", e->fatal);
-	if (e->log_dropped > 0 &&
-	    st_buf_printf(&e->log, "(%u further log lines dropped)\n", e->log_dropped) < 0)
-		st_log_warn("restore %s/%s: %u log lines were not kept", e->rns, e->name,
-		            e->log_dropped);
-	put_gz(e, "log", "logs", e->log.ptr ? e->log.ptr : "", e->log.len);
+	st_runlog_add(&e->log,
+	              phase[0] == 'C'   ? "info"
+	              : phase[0] == 'P' ? "warning"
+	                                : "error",
+	              "restore %s: %u of %u items restored, %u errors, %u warnings%s%s", phase,
+	              e->done, e->total, e->log.errors, e->log.warnings, e->fatal[0] ? "; " : "",
+	              e->fatal);
+	st_runlog_finish(&e->log);
+	put_gz(e, "log", "logs", e->log.buf.ptr ? e->log.buf.ptr : "", e->log.buf.len);
 	text = st_json_to_string(e->results, &len);
 	put_gz(e, "results", "results", text, len);
 	res->phase = phase;
 	(void)snprintf(res->failure_reason, sizeof(res->failure_reason), "%s", e->fatal);
-	res->errors = e->errors;
-	res->warnings = e->warnings;
+	res->errors = e->log.errors;
+	res->warnings = e->log.warnings;
 	res->total_items = e->total;
 	res->items_restored = e->done;
 }
@@ -1759,11 +1688,10 @@ static void engine_dispose(struct engine *e)
 	for (i = 0; i < e->nitems; i++)
 		item_dispose(&e->items[i]);
 	for (i = 0; i < e->nvols; i++)
-		json_object_put(e->vol_objs[i]);
+		json_object_put(e->vols[i].pvc);
 	free(e->items);
 	free(e->order);
 	free(e->vols);
-	free(e->vol_objs);
 	st_remap_free(e->remap);
 	json_object_put(e->incl_res);
 	json_object_put(e->excl_res);
@@ -1772,7 +1700,7 @@ static void engine_dispose(struct engine *e)
 	json_object_put(e->pv_done);
 	json_object_put(e->vol_failed);
 	json_object_put(e->results);
-	st_buf_dispose(&e->log);
+	st_runlog_dispose(&e->log);
 }
 
 static void set_start_status(struct engine *e)
@@ -1799,14 +1727,14 @@ static void run(struct engine *e)
 		set_fatal(e, "invalid spec", &err);
 		return;
 	}
-	rlog(e, "info", "restore of backup %s started (existingResourcePolicy %s)", e->backup,
-	     e->update ? "update" : "none");
+	st_runlog_add(&e->log, "info", "restore of backup %s started (existingResourcePolicy %s)",
+	              e->backup, e->update ? "update" : "none");
 	if (download(e, &err) < 0) {
 		set_fatal(e, "reading the backup", &err);
 		return;
 	}
 	select_items(e);
-	rlog(e, "info", "%u items to restore", e->total);
+	st_runlog_add(&e->log, "info", "%u items to restore", e->total);
 	restore_items(e);
 }
 
@@ -1830,8 +1758,7 @@ int st_restore_run(struct st_restore_result *res, struct st_kube_client *c, stru
 	e.rns = st_json_get_str(md, "namespace");
 	if (e.rns == NULL)
 		e.rns = "";
-	if (e.name == NULL || e.name[0] == '\0' || strchr(e.name, '/') != NULL ||
-	    strcmp(e.name, "..") == 0 || strcmp(e.name, ".") == 0) {
+	if (!st_backup_name_usable(e.name)) {
 		st_err_set(err, ST_EINVAL, "metadata.name: missing or not usable as a key");
 		(void)snprintf(res->failure_reason, sizeof(res->failure_reason), "%s",
 		               st_err_text(err));
@@ -1846,7 +1773,9 @@ int st_restore_run(struct st_restore_result *res, struct st_kube_client *c, stru
 	e.pv_done = json_object_new_object();
 	e.vol_failed = json_object_new_object();
 	e.results = json_object_new_object();
-	st_buf_init(&e.log, ST_RESTORE_CAP_LOG);
+	st_runlog_init(&e.log, "restore", ST_RESTORE_CAP_LOG);
+	e.log.ns = e.rns;
+	e.log.name = e.name;
 	set_start_status(&e);
 	run(&e);
 	verdict(res, &e);

@@ -5,6 +5,7 @@
 
 #include "pkg/jsonpatch.h"
 #include "pkg/remap.h"
+#include "pkg/restore.h"
 #include "pkg/util/caps.h"
 #include "pkg/util/json.h"
 #include "pkg/util/mem.h"
@@ -29,7 +30,7 @@ static bool restore_labelled(const struct json_object *obj)
 	struct json_object *labels = st_json_get_obj(st_json_get_obj(obj, "metadata"), "labels");
 
 	return st_json_get(labels, ST_LABEL_VELERO_RESTORE) != NULL ||
-	       st_json_get(labels, ST_LABEL_STASIS_RESTORE) != NULL;
+	       st_json_get(labels, ST_RESTORE_LABEL_RESTORE) != NULL;
 }
 
 int st_mutate_restore(struct st_admission_result *res, enum st_restore_outcome *outcome,

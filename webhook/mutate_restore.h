@@ -18,7 +18,6 @@
 #include "webhook/review.h"
 
 #define ST_LABEL_VELERO_RESTORE "velero.io/restore-name"
-#define ST_LABEL_STASIS_RESTORE "stasis.io/restore-name"
 
 enum st_restore_outcome {
 	ST_RESTORE_REMAPPED,       /* a patch was returned */

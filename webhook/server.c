@@ -120,14 +120,26 @@ static int decode_review(struct st_admission_request *ar, struct st_httpd_respon
 	return 0;
 }
 
-/* Encodes the answer into resp and releases the request and result. */
-static int answer(struct st_httpd_response *resp, struct st_admission_request *ar,
+/*
+ * Counts the decision (outcome, or "error" when building the patch failed:
+ * built < 0) under metric, then answers: the review with res, or a 500.
+ * Releases the request and result.
+ */
+static int answer(struct st_httpd_response *resp, struct st_webhook *wh, const char *metric,
+                  const char *outcome, int built, struct st_admission_request *ar,
                   struct st_admission_result *res)
 {
-	int rc = st_admission_encode(&resp->body, &resp->body_len, ar, res);
+	char labels[64];
+	int rc = 0;
 
+	(void)snprintf(labels, sizeof(labels), "result=\"%s\"", built < 0 ? "error" : outcome);
+	st_metrics_add(wh->metrics, metric, labels, 1);
+	if (built >= 0)
+		rc = st_admission_encode(&resp->body, &resp->body_len, ar, res);
 	st_admission_result_dispose(res);
 	st_admission_request_dispose(ar);
+	if (built < 0)
+		return reply_error(resp, 500, "cannot build the patch");
 	if (rc < 0)
 		return rc;
 	resp->status = 200;
@@ -142,28 +154,20 @@ static int mutate_restore(struct st_httpd_response *resp, struct st_webhook *wh,
 	struct st_admission_result res;
 	enum st_restore_outcome outcome = ST_RESTORE_NOT_APPLICABLE;
 	unsigned changes = 0;
-	char labels[64];
 	int rc;
 
 	if (decode_review(&ar, resp, wh, req) != 0)
 		return 0;
 	st_admission_result_init(&res);
 	rc = st_mutate_restore(&res, &outcome, &changes, wh->cfg, &ar);
-	if (rc < 0) {
+	if (rc < 0)
 		st_log_err_fr(rc, "building the restore patch for %s %s/%s", ar.resource,
 		              ar.namespace_name, ar.name);
-		st_admission_result_dispose(&res);
-		st_admission_request_dispose(&ar);
-		st_metrics_add(wh->metrics, "stasis_webhook_restore_remaps_total",
-		               "result=\"error\"", 1);
-		return reply_error(resp, 500, "cannot build the patch");
-	}
-	(void)snprintf(labels, sizeof(labels), "result=\"%s\"", st_restore_outcome_name(outcome));
-	st_metrics_add(wh->metrics, "stasis_webhook_restore_remaps_total", labels, 1);
-	if (outcome == ST_RESTORE_REMAPPED)
+	else if (outcome == ST_RESTORE_REMAPPED)
 		st_log_debug("remapped %u fields of restored %s %s/%s%s", changes, ar.resource,
 		             ar.namespace_name, ar.name, ar.dry_run ? " (dry run)" : "");
-	return answer(resp, &ar, &res);
+	return answer(resp, wh, "stasis_webhook_restore_remaps_total",
+	              st_restore_outcome_name(outcome), rc, &ar, &res);
 }
 
 static int mutate_pods(struct st_httpd_response *resp, struct st_webhook *wh,
@@ -172,27 +176,19 @@ static int mutate_pods(struct st_httpd_response *resp, struct st_webhook *wh,
 	struct st_admission_request ar;
 	struct st_admission_result res;
 	enum st_inject_outcome outcome = ST_INJECT_NOT_APPLICABLE;
-	char labels[64];
 	int rc;
 
 	if (decode_review(&ar, resp, wh, req) != 0)
 		return 0;
 	st_admission_result_init(&res);
 	rc = st_inject_pod(&res, &outcome, wh->cfg, &ar);
-	if (rc < 0) {
+	if (rc < 0)
 		st_log_err_fr(rc, "building the patch for pod %s/%s", ar.namespace_name, ar.name);
-		st_admission_result_dispose(&res);
-		st_admission_request_dispose(&ar);
-		st_metrics_add(wh->metrics, "stasis_webhook_injections_total", "result=\"error\"",
-		               1);
-		return reply_error(resp, 500, "cannot build the patch");
-	}
-	(void)snprintf(labels, sizeof(labels), "result=\"%s\"", st_inject_outcome_name(outcome));
-	st_metrics_add(wh->metrics, "stasis_webhook_injections_total", labels, 1);
-	if (outcome == ST_INJECT_INJECTED)
+	else if (outcome == ST_INJECT_INJECTED)
 		st_log_debug("injected %s into pod %s/%s%s", ST_FREEZER_NAME, ar.namespace_name,
 		             ar.name, ar.dry_run ? " (dry run)" : "");
-	return answer(resp, &ar, &res);
+	return answer(resp, wh, "stasis_webhook_injections_total", st_inject_outcome_name(outcome),
+	              rc, &ar, &res);
 }
 
 int st_webhook_handle(struct st_httpd_response *resp, const struct st_httpd_request *req,
