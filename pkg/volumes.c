@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 
 #include "pkg/backup.h"
+#include "pkg/bsl.h"
 #include "pkg/csi.h"
 #include "pkg/dataserver.h"
 #include "pkg/kube.h"
@@ -1211,7 +1212,7 @@ static int write_manifest(struct phase *p, struct st_err *err)
 	for (i = 0; i < p->nvols; i++)
 		json_object_array_add(arr, volume_json(&p->vols[i], true));
 	st_json_add_str(doc, "backup", p->backup);
-	st_json_add_str(doc, "repository", ST_VOLUMES_REPO_PREFIX);
+	st_json_add_str(doc, "repository", ST_BSL_REPO_PREFIX);
 	json_object_object_add(doc, "volumes", arr);
 	json_object_object_add(doc, "freezeWindows", windows_json(p));
 	text = st_json_to_string(doc, &len);
