@@ -628,23 +628,28 @@ static int create_snapshots(struct phase *p, struct st_err *err)
 	return rc;
 }
 
-static size_t collect_snaps(struct phase *p, struct st_csi_snap **out)
+/*
+ * The snapshots of the claims in state s that have one, copied into an
+ * array for pkg/csi.h's waits; scatter_snaps puts them back (same s).
+ */
+static size_t collect_snaps(struct phase *p, enum vol_state s, struct st_csi_snap **out)
 {
 	size_t i, n = 0;
 
 	*out = st_xcalloc(p->nvols ? p->nvols : 1, sizeof(**out));
 	for (i = 0; i < p->nvols; i++)
-		if (p->vols[i].snap_created && p->vols[i].state == VOL_PENDING)
+		if (p->vols[i].snap_created && p->vols[i].state == s)
 			(*out)[n++] = p->vols[i].snap;
 	return n;
 }
 
-static void scatter_snaps(struct phase *p, const struct st_csi_snap *snaps, size_t n)
+static void scatter_snaps(struct phase *p, enum vol_state s, const struct st_csi_snap *snaps,
+                          size_t n)
 {
 	size_t i, j = 0;
 
 	for (i = 0; i < p->nvols && j < n; i++)
-		if (p->vols[i].snap_created && p->vols[i].state == VOL_PENDING)
+		if (p->vols[i].snap_created && p->vols[i].state == s)
 			p->vols[i].snap = snaps[j++];
 }
 
@@ -685,10 +690,10 @@ static int quiesce_and_cut(struct phase *p, struct st_err *err)
 	rc = create_snapshots(p, err);
 	t[2] = mono_ms();
 	if (rc == 0) {
-		n = collect_snaps(p, &snaps);
+		n = collect_snaps(p, VOL_PENDING, &snaps);
 		rc = st_csi_wait_cut(snaps, n, p->c,
 		                     cfg->cut_timeout_ms > 0 ? cfg->cut_timeout_ms : 10000, err);
-		scatter_snaps(p, snaps, n);
+		scatter_snaps(p, VOL_PENDING, snaps, n);
 	}
 	t[3] = mono_ms();
 	if (q != NULL) {
@@ -726,23 +731,17 @@ static void wait_ready(struct phase *p)
 	const struct st_volumes_config *cfg = p->cfg;
 	struct st_csi_snap *snaps = NULL;
 	struct st_err err = { 0 };
-	size_t i, j = 0, n = 0;
+	size_t i, n = collect_snaps(p, VOL_CUT, &snaps);
 
-	snaps = st_xcalloc(p->nvols ? p->nvols : 1, sizeof(*snaps));
-	for (i = 0; i < p->nvols; i++)
-		if (p->vols[i].state == VOL_CUT)
-			snaps[n++] = p->vols[i].snap;
 	if (n > 0 &&
 	    st_csi_wait_ready(snaps, n, p->c,
 	                      cfg->ready_timeout_ms > 0 ? cfg->ready_timeout_ms : 600000, &err) < 0)
 		plog(p, "error", "%s", st_err_text(&err));
-	for (i = 0; i < p->nvols && j < n; i++) {
+	scatter_snaps(p, VOL_CUT, snaps, n);
+	for (i = 0; i < p->nvols; i++) {
 		struct vol *v = &p->vols[i];
 
-		if (v->state != VOL_CUT)
-			continue;
-		v->snap = snaps[j++];
-		if (v->snap.ready)
+		if (v->state != VOL_CUT || v->snap.ready)
 			continue;
 		v->state = VOL_FAILED;
 		(void)snprintf(v->error, sizeof(v->error),
