@@ -779,6 +779,7 @@ static void run_engine(struct server *srv, const char *name, struct json_object 
                        struct json_object *bsl, long long now)
 {
 	struct st_backup_options bo = ST_BACKUP_OPTIONS_INIT;
+	struct st_volumes_config vol = srv->vol;
 	struct st_backup_result res;
 	struct st_bsl b;
 	struct st_err err = { 0 };
@@ -798,8 +799,8 @@ static void run_engine(struct server *srv, const char *name, struct json_object 
 	bo.progress = on_progress;
 	bo.payload = srv;
 	bo.volumes = st_volumes_backup;
-	bo.volumes_payload = &srv->vol;
-	srv->vol.repo_store = b.repo;
+	vol.repo_store = b.repo; /* this location's, for this run only, as for a restore */
+	bo.volumes_payload = &vol;
 	bo.now = now;
 	srv->current = name;
 	srv->progress_ms = now_ms();
