@@ -290,6 +290,22 @@ static int make_tmpdir(struct st_bsl *b, struct st_err *err)
 	return 0;
 }
 
+/*
+ * URL of the location one level down: "s3://b/p?x=1" + "repository" ->
+ * "s3://b/p/repository?x=1". ST_ETOOBIG past size.
+ */
+static int sub_url(char *buf, size_t size, const char *url, const char *sub)
+{
+	const char *q = strchr(url, '?');
+	size_t base = q != NULL ? (size_t)(q - url) : strlen(url);
+	int n;
+
+	while (base > 0 && url[base - 1] == '/')
+		base--;
+	n = snprintf(buf, size, "%.*s/%s%s", (int)base, url, sub, q != NULL ? q : "");
+	return n < 0 || (size_t)n >= size ? ST_ETOOBIG : 0;
+}
+
 static int open_store(struct st_bsl *b, struct st_kube_client *c, struct json_object *bsl,
                       const char *credentials_file, struct st_err *err)
 {
@@ -327,7 +343,7 @@ static int open_store(struct st_bsl *b, struct st_kube_client *c, struct json_ob
 	}
 	if ((rc = st_store_open(&b->store, url, &so, err)) < 0)
 		goto out;
-	if ((rc = st_bsl_sub_url(repo_url, sizeof(repo_url), url, ST_BSL_REPO_PREFIX)) < 0) {
+	if ((rc = sub_url(repo_url, sizeof(repo_url), url, ST_BSL_REPO_PREFIX)) < 0) {
 		rc = st_err_set(err, rc, "the repository URL below %s is too long", url);
 		goto out;
 	}
@@ -347,18 +363,6 @@ out:
 	if (secret != NULL)
 		st_freezero(secret, secret_len);
 	return rc;
-}
-
-int st_bsl_sub_url(char *buf, size_t size, const char *url, const char *sub)
-{
-	const char *q = strchr(url, '?');
-	size_t base = q != NULL ? (size_t)(q - url) : strlen(url);
-	int n;
-
-	while (base > 0 && url[base - 1] == '/')
-		base--;
-	n = snprintf(buf, size, "%.*s/%s%s", (int)base, url, sub, q != NULL ? q : "");
-	return n < 0 || (size_t)n >= size ? ST_ETOOBIG : 0;
 }
 
 int st_bsl_open(struct st_bsl *b, struct st_kube_client *c, struct json_object *bsl,

@@ -57,12 +57,6 @@ int st_bsl_url(char *buf, size_t size, struct json_object *spec, const char *ca_
 int st_bsl_open(struct st_bsl *b, struct st_kube_client *c, struct json_object *bsl,
                 const char *credentials_file, struct st_err *err) ST_WARN_UNUSED;
 
-/*
- * URL of the location one level down: "s3://b/p?x=1" + "repository" ->
- * "s3://b/p/repository?x=1". ST_ETOOBIG past size.
- */
-int st_bsl_sub_url(char *buf, size_t size, const char *url, const char *sub) ST_WARN_UNUSED;
-
 /* Frees the store and removes the private directory. Safe twice and on a zeroed struct. */
 void st_bsl_close(struct st_bsl *b);
 

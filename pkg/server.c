@@ -385,18 +385,32 @@ static int patch(struct server *srv, const struct st_kube_gvr *gvr, const char *
 	return rc;
 }
 
-/* Patches a Backup's status with st (taken). Failures are logged; a gone Backup is fine. */
-static void backup_status(struct server *srv, const char *name, struct json_object *st)
+/*
+ * Patches the status of object name (a Backup or a Restore, noun in log
+ * lines) with st (taken). Failures are logged; a gone object is fine.
+ */
+static void write_status(struct server *srv, const struct st_kube_gvr *gvr, const char *noun,
+                         const char *name, struct json_object *st)
 {
 	struct json_object *body = json_object_new_object();
 	struct st_err err = { 0 };
 	int rc;
 
 	json_object_object_add(body, "status", st);
-	rc = patch(srv, &srv->backups, name, "status", body, &err);
+	rc = patch(srv, gvr, name, "status", body, &err);
 	if (rc < 0 && rc != ST_ENOTFOUND)
-		st_log_err("backup %s/%s: writing status: %s", srv->ns, name, st_err_text(&err));
+		st_log_err("%s %s/%s: writing status: %s", noun, srv->ns, name, st_err_text(&err));
 	json_object_put(body);
+}
+
+static void backup_status(struct server *srv, const char *name, struct json_object *st)
+{
+	write_status(srv, &srv->backups, "backup", name, st);
+}
+
+static void restore_status(struct server *srv, const char *name, struct json_object *st)
+{
+	write_status(srv, &srv->restores, "restore", name, st);
 }
 
 /* Volume progress while a backup runs (patch borrowed). */
@@ -424,20 +438,6 @@ static struct json_object *failed_status(const char *reason, const char *validat
 		json_object_object_add(st, "validationErrors", ve);
 	}
 	return st;
-}
-
-/* Patches a Restore's status with st (taken), as backup_status does for Backups. */
-static void restore_status(struct server *srv, const char *name, struct json_object *st)
-{
-	struct json_object *body = json_object_new_object();
-	struct st_err err = { 0 };
-	int rc;
-
-	json_object_object_add(body, "status", st);
-	rc = patch(srv, &srv->restores, name, "status", body, &err);
-	if (rc < 0 && rc != ST_ENOTFOUND)
-		st_log_err("restore %s/%s: writing status: %s", srv->ns, name, st_err_text(&err));
-	json_object_put(body);
 }
 
 /* ---- storage locations ------------------------------------------------------------------ */
@@ -595,21 +595,27 @@ static int on_backup_event(enum st_kube_event_type type, struct json_object *obj
 	return atomic_load(&srv->stop) ? 1 : 0;
 }
 
-static void *backup_watch_thread(void *arg)
+/* Watches gvr in the namespace until the server stops, starting again after a failure. */
+static void watch_until_stopped(struct server *srv, const struct st_kube_gvr *gvr,
+                                st_kube_event_cb cb)
 {
-	struct server *srv = arg;
-
 	while (!atomic_load(&srv->stop)) {
 		struct st_kube_watch_options wo = ST_KUBE_WATCH_OPTIONS_INIT;
 		struct st_err err = { 0 };
 
 		wo.cancel = &srv->stop;
-		if (st_kube_watch(srv->c, &srv->backups, srv->ns, &wo, on_backup_event, srv, &err) <
-		    0) {
-			st_log_warn("watching backups: %s", st_err_text(&err));
-			sleep_unless_stopped(srv, WATCH_RETRY_S * 1000);
+		if (st_kube_watch(srv->c, gvr, srv->ns, &wo, cb, srv, &err) < 0) {
+			st_log_warn("watching %s: %s", gvr->resource, st_err_text(&err));
+			sleep_unless_stopped(srv, WATCH_RETRY_S * 1000LL);
 		}
 	}
+}
+
+static void *backup_watch_thread(void *arg)
+{
+	struct server *srv = arg;
+
+	watch_until_stopped(srv, &srv->backups, on_backup_event);
 	return NULL;
 }
 
@@ -638,17 +644,7 @@ static void *restore_watch_thread(void *arg)
 {
 	struct server *srv = arg;
 
-	while (!atomic_load(&srv->stop)) {
-		struct st_kube_watch_options wo = ST_KUBE_WATCH_OPTIONS_INIT;
-		struct st_err err = { 0 };
-
-		wo.cancel = &srv->stop;
-		if (st_kube_watch(srv->c, &srv->restores, srv->ns, &wo, on_restore_event, srv,
-		                  &err) < 0) {
-			st_log_warn("watching restores: %s", st_err_text(&err));
-			sleep_unless_stopped(srv, WATCH_RETRY_S * 1000);
-		}
-	}
+	watch_until_stopped(srv, &srv->restores, on_restore_event);
 	return NULL;
 }
 
@@ -696,9 +692,13 @@ static int find_bsl(struct json_object **out, struct server *srv, const char *na
 	return 0;
 }
 
-static void on_progress(unsigned total, unsigned done, void *payload)
+/*
+ * Writes status.progress of the Backup or Restore being run (srv->current),
+ * at most once per PROGRESS_INTERVAL_MS; done_key names its items-done count.
+ */
+static void write_progress(struct server *srv, const struct st_kube_gvr *gvr, const char *noun,
+                           const char *done_key, unsigned total, unsigned done)
 {
-	struct server *srv = payload;
 	struct json_object *st, *prog;
 	long long t = now_ms();
 
@@ -708,9 +708,16 @@ static void on_progress(unsigned total, unsigned done, void *payload)
 	st = json_object_new_object();
 	prog = json_object_new_object();
 	json_object_object_add(prog, "totalItems", json_object_new_int((int)total));
-	json_object_object_add(prog, "itemsBackedUp", json_object_new_int((int)done));
+	json_object_object_add(prog, done_key, json_object_new_int((int)done));
 	json_object_object_add(st, "progress", prog);
-	backup_status(srv, srv->current, st);
+	write_status(srv, gvr, noun, srv->current, st);
+}
+
+static void on_progress(unsigned total, unsigned done, void *payload)
+{
+	struct server *srv = payload;
+
+	write_progress(srv, &srv->backups, "backup", "itemsBackedUp", total, done);
 }
 
 /*
@@ -772,6 +779,7 @@ static void run_engine(struct server *srv, const char *name, struct json_object 
                        struct json_object *bsl, long long now)
 {
 	struct st_backup_options bo = ST_BACKUP_OPTIONS_INIT;
+	struct st_volumes_config vol = srv->vol;
 	struct st_backup_result res;
 	struct st_bsl b;
 	struct st_err err = { 0 };
@@ -791,8 +799,8 @@ static void run_engine(struct server *srv, const char *name, struct json_object 
 	bo.progress = on_progress;
 	bo.payload = srv;
 	bo.volumes = st_volumes_backup;
-	bo.volumes_payload = &srv->vol;
-	srv->vol.repo_store = b.repo;
+	vol.repo_store = b.repo; /* this location's, for this run only, as for a restore */
+	bo.volumes_payload = &vol;
 	bo.now = now;
 	srv->current = name;
 	srv->progress_ms = now_ms();
@@ -836,24 +844,40 @@ out:
 	json_object_put(bsl);
 }
 
-static void job_orphan(struct server *srv, const char *name)
+/*
+ * A Backup or Restore still InProgress when the controller started was
+ * interrupted: marks it Failed with reason. Returns whether it was.
+ */
+static bool mark_orphan(struct server *srv, const struct st_kube_gvr *gvr, const char *noun,
+                        const char *name, const char *reason)
 {
-	struct json_object *backup = NULL;
+	struct json_object *obj = NULL;
 	struct st_err err = { 0 };
 	const char *phase;
+	bool marked = false;
 
-	if (st_kube_get(&backup, srv->c, &srv->backups, srv->ns, name, NULL, &err) < 0)
+	if (st_kube_get(&obj, srv->c, gvr, srv->ns, name, NULL, &err) < 0)
 		goto out;
-	phase = st_json_get_str(st_json_get_obj(backup, "status"), "phase");
+	phase = st_json_get_str(st_json_get_obj(obj, "status"), "phase");
 	if (phase == NULL || strcmp(phase, "InProgress") != 0)
 		goto out;
-	st_log_warn("backup %s/%s: %s; marking it Failed", srv->ns, name, ST_SERVER_RESTART_REASON);
-	backup_status(srv, name, failed_status(ST_SERVER_RESTART_REASON, NULL));
+	st_log_warn("%s %s/%s: %s; marking it Failed", noun, srv->ns, name, reason);
+	write_status(srv, gvr, noun, name, failed_status(reason, NULL));
+	marked = true;
+out:
+	json_object_put(obj);
+	return marked;
+}
+
+static void job_orphan(struct server *srv, const char *name)
+{
+	struct st_err err = { 0 };
+
+	if (!mark_orphan(srv, &srv->backups, "backup", name, ST_SERVER_RESTART_REASON))
+		return;
 	if (st_volumes_cleanup(srv->c, name, &err) < 0)
 		st_log_warn("backup %s/%s: removing its temporary objects: %s", srv->ns, name,
 		            st_err_text(&err));
-out:
-	json_object_put(backup);
 }
 
 /*
@@ -930,19 +954,8 @@ struct restore_fill {
 static void on_restore_progress(unsigned total, unsigned done, void *payload)
 {
 	const struct restore_fill *f = payload;
-	struct server *srv = f->srv;
-	struct json_object *st, *prog;
-	long long t = now_ms();
 
-	if (t - srv->progress_ms < PROGRESS_INTERVAL_MS)
-		return;
-	srv->progress_ms = t;
-	st = json_object_new_object();
-	prog = json_object_new_object();
-	json_object_object_add(prog, "totalItems", json_object_new_int((int)total));
-	json_object_object_add(prog, "itemsRestored", json_object_new_int((int)done));
-	json_object_object_add(st, "progress", prog);
-	restore_status(srv, srv->current, st);
+	write_progress(f->srv, &f->srv->restores, "restore", "itemsRestored", total, done);
 }
 
 /*
@@ -1123,23 +1136,8 @@ out:
 
 static void job_restore_orphan(struct server *srv, const char *name)
 {
-	struct json_object *restore = NULL;
-	struct st_err err = { 0 };
-	const char *phase;
-
-	if (st_kube_get(&restore, srv->c, &srv->restores, srv->ns, name, NULL, &err) < 0)
-		goto out;
-	phase = st_json_get_str(st_json_get_obj(restore, "status"), "phase");
-	if (phase == NULL || strcmp(phase, "InProgress") != 0)
-		goto out;
-	st_log_warn("restore %s/%s: the controller restarted while it was in progress; marking "
-	            "it Failed",
-	            srv->ns, name);
-	restore_status(
-	        srv, name,
-	        failed_status("controller restarted while the restore was in progress", NULL));
-out:
-	json_object_put(restore);
+	(void)mark_orphan(srv, &srv->restores, "restore", name,
+	                  "controller restarted while the restore was in progress");
 }
 
 /*
@@ -1245,17 +1243,7 @@ static void *schedule_watch_thread(void *arg)
 {
 	struct server *srv = arg;
 
-	while (!atomic_load(&srv->stop)) {
-		struct st_kube_watch_options wo = ST_KUBE_WATCH_OPTIONS_INIT;
-		struct st_err err = { 0 };
-
-		wo.cancel = &srv->stop;
-		if (st_kube_watch(srv->c, &srv->schedules, srv->ns, &wo, on_schedule_event, srv,
-		                  &err) < 0) {
-			st_log_warn("watching schedules: %s", st_err_text(&err));
-			sleep_unless_stopped(srv, WATCH_RETRY_S * 1000LL);
-		}
-	}
+	watch_until_stopped(srv, &srv->schedules, on_schedule_event);
 	return NULL;
 }
 

@@ -15,6 +15,13 @@
  *     Failed ("controller restarted while the backup was in progress"); ones
  *     annotated stasis.io/delete-requested="true" go to phase Deleting, their
  *     objects are removed from the storage location, then the Backup itself.
+ *     Claims in scope are frozen, cut and moved by pkg/volumes (with
+ *     --data-listen and a repository key); a deletion also forgets the
+ *     Backup's repository snapshots.
+ *   - Restores: new ones are queued on the same worker and run by
+ *     pkg/restore, their claims filled by restore movers (pkg/volumes);
+ *     ones found InProgress when the controller starts are marked Failed
+ *     ("controller restarted while the restore was in progress").
  *   - Schedules: each is validated (phase Enabled or FailedValidation) and,
  *     at every slot of its cron schedule, one Backup is created from its
  *     template (pkg/schedule decides; one catch-up after downtime, never a

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 
 #include "pkg/backup.h"
+#include "pkg/bsl.h"
 #include "pkg/csi.h"
 #include "pkg/dataserver.h"
 #include "pkg/kube.h"
@@ -85,7 +86,10 @@ struct phase {
 	struct st_quiesce_target *targets;
 	size_t ntargets;
 	struct st_kube_gvr pods, pvcs, secrets, snaps;
-	struct st_store *repo_store;
+	/* Read and opened once per phase, for every mover. */
+	struct st_buf key;    /* the repository key */
+	struct st_buf ca;     /* the data door CA */
+	struct st_repo *repo; /* a backup's repository, where its movers' snapshots land */
 	int64_t start_ms;
 	int64_t progress_ms;
 };
@@ -624,23 +628,28 @@ static int create_snapshots(struct phase *p, struct st_err *err)
 	return rc;
 }
 
-static size_t collect_snaps(struct phase *p, struct st_csi_snap **out)
+/*
+ * The snapshots of the claims in state s that have one, copied into an
+ * array for pkg/csi.h's waits; scatter_snaps puts them back (same s).
+ */
+static size_t collect_snaps(struct phase *p, enum vol_state s, struct st_csi_snap **out)
 {
 	size_t i, n = 0;
 
 	*out = st_xcalloc(p->nvols ? p->nvols : 1, sizeof(**out));
 	for (i = 0; i < p->nvols; i++)
-		if (p->vols[i].snap_created && p->vols[i].state == VOL_PENDING)
+		if (p->vols[i].snap_created && p->vols[i].state == s)
 			(*out)[n++] = p->vols[i].snap;
 	return n;
 }
 
-static void scatter_snaps(struct phase *p, const struct st_csi_snap *snaps, size_t n)
+static void scatter_snaps(struct phase *p, enum vol_state s, const struct st_csi_snap *snaps,
+                          size_t n)
 {
 	size_t i, j = 0;
 
 	for (i = 0; i < p->nvols && j < n; i++)
-		if (p->vols[i].snap_created && p->vols[i].state == VOL_PENDING)
+		if (p->vols[i].snap_created && p->vols[i].state == s)
 			p->vols[i].snap = snaps[j++];
 }
 
@@ -681,10 +690,10 @@ static int quiesce_and_cut(struct phase *p, struct st_err *err)
 	rc = create_snapshots(p, err);
 	t[2] = mono_ms();
 	if (rc == 0) {
-		n = collect_snaps(p, &snaps);
+		n = collect_snaps(p, VOL_PENDING, &snaps);
 		rc = st_csi_wait_cut(snaps, n, p->c,
 		                     cfg->cut_timeout_ms > 0 ? cfg->cut_timeout_ms : 10000, err);
-		scatter_snaps(p, snaps, n);
+		scatter_snaps(p, VOL_PENDING, snaps, n);
 	}
 	t[3] = mono_ms();
 	if (q != NULL) {
@@ -722,23 +731,17 @@ static void wait_ready(struct phase *p)
 	const struct st_volumes_config *cfg = p->cfg;
 	struct st_csi_snap *snaps = NULL;
 	struct st_err err = { 0 };
-	size_t i, j = 0, n = 0;
+	size_t i, n = collect_snaps(p, VOL_CUT, &snaps);
 
-	snaps = st_xcalloc(p->nvols ? p->nvols : 1, sizeof(*snaps));
-	for (i = 0; i < p->nvols; i++)
-		if (p->vols[i].state == VOL_CUT)
-			snaps[n++] = p->vols[i].snap;
 	if (n > 0 &&
 	    st_csi_wait_ready(snaps, n, p->c,
 	                      cfg->ready_timeout_ms > 0 ? cfg->ready_timeout_ms : 600000, &err) < 0)
 		plog(p, "error", "%s", st_err_text(&err));
-	for (i = 0; i < p->nvols && j < n; i++) {
+	scatter_snaps(p, VOL_CUT, snaps, n);
+	for (i = 0; i < p->nvols; i++) {
 		struct vol *v = &p->vols[i];
 
-		if (v->state != VOL_CUT)
-			continue;
-		v->snap = snaps[j++];
-		if (v->snap.ready)
+		if (v->state != VOL_CUT || v->snap.ready)
 			continue;
 		v->state = VOL_FAILED;
 		(void)snprintf(v->error, sizeof(v->error),
@@ -779,9 +782,9 @@ static int read_secret_file(struct st_buf *b, const char *path, const char *what
 	return 0;
 }
 
-static void add_b64(struct json_object *data, const char *key, const struct st_buf *b)
+static void add_b64(struct json_object *data, const char *key, const void *ptr, size_t len)
 {
-	char *t = b64(b->ptr != NULL ? b->ptr : "", b->len);
+	char *t = b64(ptr != NULL ? ptr : "", len);
 
 	st_json_add_str(data, key, t);
 	explicit_bzero(t, strlen(t));
@@ -803,34 +806,20 @@ static struct json_object *temp_meta(struct phase *p, const struct vol *v)
 	return md;
 }
 
-static struct json_object *mover_secret(struct phase *p, const struct vol *v, const char *token,
-                                        struct st_err *err)
+/* The mover's Secret: the repository key, its data-door session token and the door's CA. */
+static struct json_object *mover_secret(struct phase *p, const struct vol *v, const char *token)
 {
-	struct json_object *s = NULL, *data;
-	struct st_buf key, ca, tok;
-	int rc;
+	struct json_object *s = json_object_new_object();
+	struct json_object *data = json_object_new_object();
 
-	st_buf_init(&tok, 128);
-	if ((rc = read_secret_file(&key, p->cfg->repo_key_file, "the repository key file", err)) <
-	            0 ||
-	    (rc = read_secret_file(&ca, p->cfg->data_ca_file, "the data door CA file", err)) < 0)
-		goto out;
-	if (st_buf_puts(&tok, token) < 0)
-		goto out;
-	s = json_object_new_object();
 	st_json_add_str(s, "apiVersion", "v1");
 	st_json_add_str(s, "kind", "Secret");
 	json_object_object_add(s, "metadata", temp_meta(p, v));
 	st_json_add_str(s, "type", "Opaque");
-	data = json_object_new_object();
-	add_b64(data, "repo-key", &key);
-	add_b64(data, "token", &tok);
-	add_b64(data, "ca.crt", &ca);
+	add_b64(data, "repo-key", p->key.ptr, p->key.len);
+	add_b64(data, "token", token, strlen(token));
+	add_b64(data, "ca.crt", p->ca.ptr, p->ca.len);
 	json_object_object_add(s, "data", data);
-out:
-	wipe(&key);
-	st_buf_dispose(&ca);
-	wipe(&tok);
 	return s;
 }
 
@@ -1009,18 +998,13 @@ static void start_mover(struct phase *p, struct vol *v)
 
 	(void)snprintf(v->mover, sizeof(v->mover), "%.40s-%08x-%s", p->backup, fnv32(v->ns, v->pvc),
 	               p->restore ? "restore" : "mover");
-	if (st_dataserver_open(p->cfg->ds, p->repo_store, p->restore, v->session, token, &err) <
-	    0) {
+	if (st_dataserver_open(p->cfg->ds, p->cfg->repo_store, p->restore, v->session, token,
+	                       &err) < 0) {
 		fail_vol(p, v, "opening a data session", st_err_text(&err));
 		return;
 	}
-	secret = mover_secret(p, v, token, &err);
+	secret = mover_secret(p, v, token);
 	explicit_bzero(token, sizeof(token));
-	if (secret == NULL) {
-		fail_vol(p, v, "", st_err_text(&err));
-		mover_cleanup(p, v);
-		return;
-	}
 	if (create_obj(p, &p->secrets, v->ns, secret, &err) < 0 ||
 	    (!p->restore && create_obj(p, &p->pvcs, v->ns, mover_claim(p, v), &err) < 0) ||
 	    create_obj(p, &p->pods, v->ns, mover_pod(p, v), &err) < 0) {
@@ -1090,25 +1074,12 @@ static int find_snapshot(const struct st_repo_snapshot *s, void *payload)
 /* The repository snapshot the mover of v wrote (the newest with its tag). */
 static int mover_result(struct phase *p, struct vol *v, struct st_err *err)
 {
-	struct st_repo *r = NULL;
-	struct st_buf key;
 	char tag[600];
 	struct find_ctx f = { tag, v, -1 };
 	int rc;
 
 	(void)snprintf(tag, sizeof(tag), "%s/%s/%s", p->backup, v->ns, v->pvc);
-	if ((rc = read_secret_file(&key, p->cfg->repo_key_file, "the repository key file", err)) <
-	    0) {
-		wipe(&key);
-		return rc;
-	}
-	rc = st_repo_open(&r, p->repo_store, key.ptr, key.len, err);
-	wipe(&key);
-	if (rc < 0)
-		return rc;
-	rc = st_repo_snapshot_foreach(r, find_snapshot, &f, err);
-	st_repo_free(r);
-	if (rc < 0)
+	if ((rc = st_repo_snapshot_foreach(p->repo, find_snapshot, &f, err)) < 0)
 		return rc;
 	if (v->snapshot_id[0] == '\0')
 		return st_err_set(err, ST_ENOTFOUND,
@@ -1164,11 +1135,33 @@ done:
 		mover_cleanup(p, v);
 }
 
+/*
+ * Reads what every mover Secret carries, once per phase; a backup has read
+ * the key already to open its repository.
+ */
+static int read_mover_files(struct phase *p, struct st_err *err)
+{
+	int rc;
+
+	if (p->key.ptr == NULL && (rc = read_secret_file(&p->key, p->cfg->repo_key_file,
+	                                                 "the repository key file", err)) < 0)
+		return rc;
+	return read_secret_file(&p->ca, p->cfg->data_ca_file, "the data door CA file", err);
+}
+
 static void move_data(struct phase *p)
 {
 	unsigned parallel = p->cfg->parallel ? p->cfg->parallel : DEFAULT_PARALLEL;
+	struct st_err err = { 0 };
 	size_t i;
 
+	/* Without them no mover can start: each waiting volume fails with the reason. */
+	if (read_mover_files(p, &err) < 0) {
+		for (i = 0; i < p->nvols; i++)
+			if (p->vols[i].state == VOL_CUT)
+				fail_vol(p, &p->vols[i], "", st_err_text(&err));
+		return;
+	}
 	for (;;) {
 		unsigned running = 0;
 		bool pending = false;
@@ -1218,7 +1211,7 @@ static int write_manifest(struct phase *p, struct st_err *err)
 	for (i = 0; i < p->nvols; i++)
 		json_object_array_add(arr, volume_json(&p->vols[i], true));
 	st_json_add_str(doc, "backup", p->backup);
-	st_json_add_str(doc, "repository", ST_VOLUMES_REPO_PREFIX);
+	st_json_add_str(doc, "repository", ST_BSL_REPO_PREFIX);
 	json_object_object_add(doc, "volumes", arr);
 	json_object_object_add(doc, "freezeWindows", windows_json(p));
 	text = st_json_to_string(doc, &len);
@@ -1229,36 +1222,71 @@ static int write_manifest(struct phase *p, struct st_err *err)
 	return rc;
 }
 
-static int open_repo_store(struct phase *p, struct st_err *err)
+/* Reads the repository key and opens the repository (created on first use) into p. */
+static int open_repo(struct phase *p, struct st_err *err)
 {
-	struct st_buf key;
-	struct st_repo *r = NULL;
+	struct st_store *s = p->cfg->repo_store;
 	uint64_t size = 0;
 	int rc;
 
-	p->repo_store = p->cfg->repo_store;
-	if (p->repo_store == NULL)
+	if (s == NULL)
 		return st_err_set(err, ST_EINVAL,
 		                  "the controller has no repository for volume data (is the "
 		                  "storage location usable?)");
-	if ((rc = read_secret_file(&key, p->cfg->repo_key_file, "the repository key file", err)) <
-	    0)
-		goto out;
-	rc = st_store_head(p->repo_store, "config", &size, err);
+	if ((rc = read_secret_file(&p->key, p->cfg->repo_key_file, "the repository key file",
+	                           err)) < 0)
+		return rc;
+	rc = st_store_head(s, "config", &size, err);
 	if (rc == ST_ENOTFOUND) {
 		st_err_clear(err);
-		if ((rc = st_repo_init(p->repo_store, key.ptr, key.len, err)) < 0)
-			goto out;
+		if ((rc = st_repo_init(s, p->key.ptr, p->key.len, err)) < 0)
+			return rc;
 		plog(p, "info", "created the volume repository");
 	} else if (rc < 0) {
-		goto out;
+		return rc;
 	}
-	if ((rc = st_repo_open(&r, p->repo_store, key.ptr, key.len, err)) < 0)
-		goto out;
-	st_repo_free(r);
-out:
-	wipe(&key);
-	return rc;
+	return st_repo_open(&p->repo, s, p->key.ptr, p->key.len, err);
+}
+
+/* The resource types the phase and the cleanup touch. */
+static int kube_types(struct st_kube_gvr *pods, struct st_kube_gvr *pvcs,
+                      struct st_kube_gvr *secrets, struct st_kube_gvr *snaps, struct st_err *err)
+{
+	if (st_kube_gvr_set(pods, "", "v1", "pods", "Pod", true) < 0 ||
+	    st_kube_gvr_set(pvcs, "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim",
+	                    true) < 0 ||
+	    st_kube_gvr_set(secrets, "", "v1", "secrets", "Secret", true) < 0 ||
+	    st_kube_gvr_set(snaps, "snapshot.storage.k8s.io", "v1", "volumesnapshots",
+	                    "VolumeSnapshot", true) < 0)
+		return st_err_set(err, ST_EINTERNAL, "resource types");
+	return 0;
+}
+
+static int phase_init(struct phase *p, const struct st_volumes_config *cfg, struct st_err *err)
+{
+	memset(p, 0, sizeof(*p));
+	p->cfg = cfg;
+	p->c = cfg->c;
+	p->start_ms = wall_ms();
+	p->progress_ms = p->start_ms;
+	st_buf_init(&p->key, CAP_SECRET_FILE);
+	st_buf_init(&p->ca, CAP_SECRET_FILE);
+	return kube_types(&p->pods, &p->pvcs, &p->secrets, &p->snaps, err);
+}
+
+static void phase_dispose(struct phase *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->ntargets; i++)
+		free(p->targets[i].volumes);
+	free(p->targets);
+	for (i = 0; i < p->nvols; i++)
+		json_object_put(p->vols[i].tolerations);
+	free(p->vols);
+	wipe(&p->key);
+	st_buf_dispose(&p->ca);
+	st_repo_free(p->repo);
 }
 
 int st_volumes_backup(struct st_backup_hook *h, void *payload, struct st_err *err)
@@ -1268,14 +1296,11 @@ int st_volumes_backup(struct st_backup_hook *h, void *payload, struct st_err *er
 	unsigned todo = 0;
 	int rc = 0;
 
-	memset(&p, 0, sizeof(p));
-	p.cfg = payload;
+	if ((rc = phase_init(&p, payload, err)) < 0)
+		return rc;
 	p.h = h;
-	p.c = p.cfg->c;
 	p.backup = st_backup_hook_name(h);
 	p.selector = st_backup_hook_selector(h);
-	p.start_ms = wall_ms();
-	p.progress_ms = p.start_ms;
 	if (st_json_get(st_json_get_obj(st_backup_hook_backup(h), "spec"), "snapshotVolumes") !=
 	            NULL &&
 	    !st_json_get_bool(st_json_get_obj(st_backup_hook_backup(h), "spec"), "snapshotVolumes",
@@ -1283,13 +1308,6 @@ int st_volumes_backup(struct st_backup_hook *h, void *payload, struct st_err *er
 		st_backup_hook_log(h, "info", "spec.snapshotVolumes is false: volume data skipped");
 		return 0;
 	}
-	if (st_kube_gvr_set(&p.pods, "", "v1", "pods", "Pod", true) < 0 ||
-	    st_kube_gvr_set(&p.pvcs, "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim",
-	                    true) < 0 ||
-	    st_kube_gvr_set(&p.secrets, "", "v1", "secrets", "Secret", true) < 0 ||
-	    st_kube_gvr_set(&p.snaps, "snapshot.storage.k8s.io", "v1", "volumesnapshots",
-	                    "VolumeSnapshot", true) < 0)
-		return st_err_set(err, ST_EINTERNAL, "resource types");
 	if ((rc = gather(&p, err)) < 0)
 		goto out;
 	for (i = 0; i < p.nvols; i++)
@@ -1306,7 +1324,7 @@ int st_volumes_backup(struct st_backup_hook *h, void *payload, struct st_err *er
 		                   todo);
 		goto out;
 	}
-	if ((rc = open_repo_store(&p, err)) < 0)
+	if ((rc = open_repo(&p, err)) < 0)
 		goto out;
 	if ((rc = quiesce_and_cut(&p, err)) < 0) {
 		record_status(&p);
@@ -1320,12 +1338,7 @@ int st_volumes_backup(struct st_backup_hook *h, void *payload, struct st_err *er
 	delete_snapshots(&p, false);
 	record_status(&p);
 out:
-	for (i = 0; i < p.ntargets; i++)
-		free(p.targets[i].volumes);
-	free(p.targets);
-	for (i = 0; i < p.nvols; i++)
-		json_object_put(p.vols[i].tolerations);
-	free(p.vols);
+	phase_dispose(&p);
 	return rc;
 }
 
@@ -1486,26 +1499,15 @@ int st_volumes_restore(struct st_volumes_restore_item *items, size_t n,
 	unsigned todo = 0;
 	int rc, kept;
 
-	memset(&p, 0, sizeof(p));
-	p.cfg = cfg;
-	p.c = cfg->c;
+	if ((rc = phase_init(&p, cfg, err)) < 0)
+		return rc;
 	p.restore = true;
 	p.log = log;
 	p.log_payload = log_payload;
 	p.cancel = cancel;
 	p.backup = name;
-	p.start_ms = wall_ms();
-	p.progress_ms = p.start_ms;
-	p.repo_store = cfg->repo_store;
-	if (st_kube_gvr_set(&p.pods, "", "v1", "pods", "Pod", true) < 0 ||
-	    st_kube_gvr_set(&p.pvcs, "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim",
-	                    true) < 0 ||
-	    st_kube_gvr_set(&p.secrets, "", "v1", "secrets", "Secret", true) < 0 ||
-	    st_kube_gvr_set(&p.snaps, "snapshot.storage.k8s.io", "v1", "volumesnapshots",
-	                    "VolumeSnapshot", true) < 0)
-		return st_err_set(err, ST_EINTERNAL, "resource types");
 	if ((rc = load_manifest(&manifest, location, backup, err)) < 0)
-		return rc;
+		goto out;
 	vols = st_json_get_arr(manifest, "volumes");
 	p.vols = st_xcalloc(n ? n : 1, sizeof(*p.vols));
 	p.nvols = p.cap = n;
@@ -1537,7 +1539,8 @@ int st_volumes_restore(struct st_volumes_restore_item *items, size_t n,
 		}
 	}
 	json_object_put(manifest);
-	if (todo > 0 && (cfg->ds == NULL || cfg->repo_key_file == NULL || p.repo_store == NULL)) {
+	if (todo > 0 &&
+	    (cfg->ds == NULL || cfg->repo_key_file == NULL || cfg->repo_store == NULL)) {
 		rc = st_err_set(
 		        err, ST_EINVAL,
 		        "%u claims need their data, but the controller has no data door or no "
@@ -1558,7 +1561,7 @@ int st_volumes_restore(struct st_volumes_restore_item *items, size_t n,
 	}
 	rc = 0;
 out:
-	free(p.vols);
+	phase_dispose(&p);
 	return rc;
 }
 
@@ -1668,13 +1671,8 @@ int st_volumes_cleanup(struct st_kube_client *c, const char *backup, struct st_e
 	size_t i;
 	int rc;
 
-	if (st_kube_gvr_set(&g[0], "", "v1", "pods", "Pod", true) < 0 ||
-	    st_kube_gvr_set(&g[1], "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim",
-	                    true) < 0 ||
-	    st_kube_gvr_set(&g[2], "", "v1", "secrets", "Secret", true) < 0 ||
-	    st_kube_gvr_set(&g[3], "snapshot.storage.k8s.io", "v1", "volumesnapshots",
-	                    "VolumeSnapshot", true) < 0)
-		return st_err_set(err, ST_EINTERNAL, "resource types");
+	if ((rc = kube_types(&g[0], &g[1], &g[2], &g[3], err)) < 0)
+		return rc;
 	for (i = 0; i < 4; i++) {
 		struct cleanup_ctx x = { c, &g[i], 0 };
 

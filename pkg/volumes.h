@@ -51,7 +51,6 @@ struct st_store;
 #define ST_VOLUMES_ROLE_LABEL    "stasis.io/role"
 #define ST_VOLUMES_RESTORE_LABEL "stasis.io/restore"
 #define ST_VOLUMES_MANIFEST      "volumes.json" /* backups/<B>/<B>-volumes.json */
-#define ST_VOLUMES_REPO_PREFIX   "repository"   /* the repository below the location */
 
 /* Status updates while the phase runs (merged into the Backup's status). */
 typedef void (*st_volumes_status_cb)(struct json_object *status_patch, void *payload);
