@@ -243,6 +243,8 @@ int st_cli_connect(struct st_cli_ctx *ctx)
 	struct st_kube_config cfg;
 	int rc;
 
+	if (ctx->client != NULL)
+		return 0;
 	st_kube_config_init(&cfg);
 	o.path = ctx->kubeconfig;
 	o.context = ctx->context;

@@ -116,8 +116,8 @@ void st_cli_errorf(const struct st_cli_ctx *ctx, const char *fmt, ...) ST_PRINTF
 
 /*
  * Loads the kubeconfig (--kubeconfig, $KUBECONFIG, ~/.kube/config, in-cluster)
- * and creates ctx->client. On failure prints where it looked and how to fix
- * it, and returns the code.
+ * and creates ctx->client; a context that has a client keeps it (returns 0).
+ * On failure prints where it looked and how to fix it, and returns the code.
  */
 int st_cli_connect(struct st_cli_ctx *ctx) ST_WARN_UNUSED;
 

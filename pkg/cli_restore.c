@@ -538,14 +538,8 @@ static int create_option(void *payload, int c, const char *arg)
 static struct json_object *new_restore(const char *name, const char *ns,
                                        const struct create_args *a)
 {
-	struct json_object *o = json_object_new_object();
-	struct json_object *meta = json_object_new_object();
+	struct json_object *o = st_cli_new_object("Restore", name, ns, NULL);
 
-	st_json_add_str(o, "apiVersion", ST_CLI_API_VERSION);
-	st_json_add_str(o, "kind", "Restore");
-	st_json_add_str(meta, "name", name);
-	st_json_add_str(meta, "namespace", ns);
-	json_object_object_add(o, "metadata", meta);
 	json_object_object_add(o, "spec", json_object_get(a->spec));
 	return o;
 }
@@ -617,28 +611,11 @@ static int wait_restore(struct st_cli_ctx *ctx, const char *name, int64_t timeou
 
 static int create_submit(struct st_cli_ctx *ctx, struct json_object *obj, const char *name)
 {
-	struct json_object *res = NULL;
-	struct st_err err = ST_ERR_INIT;
 	struct st_kube_gvr gvr;
-	long http = 0;
-	int rc;
 
 	gvr_restore(&gvr);
-	rc = st_kube_create(&res, ctx->client, &gvr, ctx->ns, obj, &http, &err);
-	json_object_put(res);
-	if (rc < 0) {
-		if (http == 409)
-			st_cli_errorf(ctx, "a restore named %s already exists in namespace %s",
-			              name, ctx->ns);
-		else if (http == 404)
-			st_cli_errorf(ctx,
-			              "%s; is stasis installed in namespace %s? (stasis install -n "
-			              "%s)",
-			              st_err_text(&err), ctx->ns, ctx->ns);
-		else
-			st_cli_kube_error(ctx, "create restore", rc, &err);
+	if (st_cli_create(ctx, &gvr, "restore", obj, name) != ST_CLI_EXIT_OK)
 		return ST_CLI_EXIT_FAIL;
-	}
 	printf("Restore request \"%s\" submitted successfully.\n", name);
 	(void)fflush(stdout);
 	return ST_CLI_EXIT_OK;
@@ -705,7 +682,6 @@ static int restore_create(struct st_cli_ctx *ctx, int argc, char **argv)
 	};
 	struct create_args a = { .ctx = ctx, .spec = json_object_new_object() };
 	struct json_object *obj = NULL;
-	struct st_buf out = ST_BUF_INIT(ST_CLI_CAP_OUTPUT);
 	char name[300];
 	int rc;
 
@@ -720,9 +696,7 @@ static int restore_create(struct st_cli_ctx *ctx, int argc, char **argv)
 		else
 			st_json_add_str(a.spec, "scheduleName", a.schedule);
 		obj = new_restore(name, ctx->ns, &a);
-		rc = st_cli_output_object(&out, obj, ctx->output) < 0 || flush_buf(&out) < 0
-		             ? ST_CLI_EXIT_FAIL
-		             : ST_CLI_EXIT_OK;
+		rc = st_cli_print_object(ctx, obj);
 		goto out;
 	}
 	if (st_cli_connect(ctx) < 0 || resolve_source(ctx, &a) < 0)
@@ -740,7 +714,6 @@ static int restore_create(struct st_cli_ctx *ctx, int argc, char **argv)
 out:
 	json_object_put(obj);
 	json_object_put(a.spec);
-	st_buf_dispose(&out);
 	return rc;
 }
 
