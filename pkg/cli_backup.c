@@ -749,11 +749,18 @@ static const struct option get_longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static int describe_one(struct st_buf *out, struct json_object *backup, void *payload)
+{
+	const struct get_args *a = payload;
+
+	return st_cli_backup_describe(out, backup, a->details);
+}
+
 static const struct st_cli_kind backup_kind = {
 	"backup",
 	st_cli_gvr_backup,
 	st_cli_backup_table,
-	st_cli_backup_describe,
+	describe_one,
 };
 
 /* `backup get` and `backup describe`: the same fetch, two presentations. */
@@ -767,7 +774,7 @@ static int backup_show(struct st_cli_ctx *ctx, int argc, char **argv, bool descr
 	if (rc >= 0)
 		return rc;
 	return st_cli_show(ctx, &backup_kind, argv + optind, argc - optind, a.selector, describe,
-	                   a.details);
+	                   &a);
 }
 
 static int backup_get(struct st_cli_ctx *ctx, int argc, char **argv)

@@ -602,7 +602,7 @@ int st_cli_create(struct st_cli_ctx *ctx, const struct st_kube_gvr *gvr, const c
 
 /* Formats items as `get` (table, JSON, YAML) or `describe` text. */
 static int show_items(struct st_buf *out, const struct st_cli_ctx *ctx, const struct st_cli_kind *k,
-                      struct json_object *items, bool describe, int details, bool single)
+                      struct json_object *items, bool describe, void *payload, bool single)
 {
 	size_t i;
 	int rc = 0;
@@ -615,13 +615,13 @@ static int show_items(struct st_buf *out, const struct st_cli_ctx *ctx, const st
 		if (i > 0)
 			rc = st_buf_putc(out, '\n');
 		if (rc == 0)
-			rc = k->describe(out, json_object_array_get_idx(items, i), details);
+			rc = k->describe(out, json_object_array_get_idx(items, i), payload);
 	}
 	return rc;
 }
 
 int st_cli_show(struct st_cli_ctx *ctx, const struct st_cli_kind *k, char *const *names, int n,
-                const char *selector, bool describe, int details)
+                const char *selector, bool describe, void *payload)
 {
 	struct json_object *items = json_object_new_array();
 	struct st_buf out = ST_BUF_INIT(ST_CLI_CAP_OUTPUT);
@@ -634,7 +634,7 @@ int st_cli_show(struct st_cli_ctx *ctx, const struct st_cli_kind *k, char *const
 	if (st_cli_fetch(ctx, &gvr, k->what, items, names, n, selector) < 0 &&
 	    json_object_array_length(items) == 0)
 		goto out;
-	if (show_items(&out, ctx, k, items, describe, details, n == 1) < 0 ||
+	if (show_items(&out, ctx, k, items, describe, payload, n == 1) < 0 ||
 	    st_cli_flush(&out) < 0)
 		goto out;
 	rc = (size_t)n > json_object_array_length(items) ? ST_CLI_EXIT_FAIL : ST_CLI_EXIT_OK;

@@ -221,16 +221,17 @@ struct st_cli_kind {
 	const char *what;                     /* "backup", for messages */
 	void (*gvr)(struct st_kube_gvr *gvr); /* its type */
 	int (*table)(struct st_buf *out, struct json_object *items, long long now);
-	int (*describe)(struct st_buf *out, struct json_object *obj, int details);
+	/* payload: the verb's options, as passed to st_cli_show */
+	int (*describe)(struct st_buf *out, struct json_object *obj, void *payload);
 };
 
 /*
  * `get` (describe false: table, or JSON/YAML with -o) or `describe` of the
  * named objects (n > 0) or of all matching selector (NULL: all), printed
- * to stdout. Returns the exit status: 1 when any name was missing or the
- * API failed (reported), else 0.
+ * to stdout; payload goes to k->describe. Returns the exit status: 1 when
+ * any name was missing or the API failed (reported), else 0.
  */
 int st_cli_show(struct st_cli_ctx *ctx, const struct st_cli_kind *k, char *const *names, int n,
-                const char *selector, bool describe, int details) ST_WARN_UNUSED;
+                const char *selector, bool describe, void *payload) ST_WARN_UNUSED;
 
 #endif

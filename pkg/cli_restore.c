@@ -378,13 +378,6 @@ int st_cli_restore_describe(struct st_buf *out, struct json_object *restore,
 
 /* ---- verbs ------------------------------------------------------------------------------- */
 
-static int flush_buf(struct st_buf *b)
-{
-	if (b->len > 0 && fwrite(b->ptr, 1, b->len, stdout) != b->len)
-		return ST_EIO;
-	return fflush(stdout) == 0 ? 0 : ST_EIO;
-}
-
 static void gvr_restore(struct st_kube_gvr *gvr)
 {
 	int rc = st_kube_gvr_set(gvr, ST_CLI_GROUP, ST_CLI_VERSION, "restores", "Restore", true);
@@ -718,6 +711,7 @@ out:
 }
 
 struct get_args {
+	struct st_cli_ctx *ctx; /* for the results files of describe --details */
 	const char *selector;
 	bool details;
 	const char *creds;
@@ -819,59 +813,40 @@ static struct json_object *read_results(struct st_cli_ctx *ctx, struct json_obje
 	return res;
 }
 
-static int show(struct st_buf *out, struct st_cli_ctx *ctx, struct json_object *items,
-                bool describe, const struct get_args *a, bool single)
+/* One restore for `describe`; --details adds its results file. */
+static int describe_one(struct st_buf *out, struct json_object *restore, void *payload)
 {
-	size_t i;
-	int rc = 0;
+	const struct get_args *a = payload;
+	struct json_object *results = a->details ? read_results(a->ctx, restore, a->creds) : NULL;
+	int rc = st_cli_restore_describe(out, restore, results);
 
-	if (!describe && ctx->output == ST_CLI_OUTPUT_TABLE)
-		return st_cli_restore_table(out, items, st_cli_now());
-	if (!describe)
-		return st_cli_output_list(out, items, ctx->output, single);
-	for (i = 0; i < json_object_array_length(items) && rc == 0; i++) {
-		struct json_object *r = json_object_array_get_idx(items, i);
-		struct json_object *results = a->details ? read_results(ctx, r, a->creds) : NULL;
-
-		if (i > 0)
-			rc = st_buf_putc(out, '\n');
-		if (rc == 0)
-			rc = st_cli_restore_describe(out, r, results);
-		json_object_put(results);
-	}
+	json_object_put(results);
 	return rc;
 }
 
+static const struct st_cli_kind restore_kind = {
+	"restore",
+	gvr_restore,
+	st_cli_restore_table,
+	describe_one,
+};
+
+/* `restore get` and `restore describe`: the same fetch, two presentations. */
 static int restore_show(struct st_cli_ctx *ctx, int argc, char **argv, bool describe)
 {
-	struct get_args a = { 0 };
-	struct json_object *items = json_object_new_array();
-	struct st_buf out = ST_BUF_INIT(ST_CLI_CAP_OUTPUT);
-	int rc, n;
+	struct get_args a = { .ctx = ctx };
+	int rc;
 
 	rc = st_cli_parse_options(ctx, argc, argv, ":hn:o:l:", get_longopts,
 	                          describe ? describe_usage : get_usage, get_option, &a);
 	if (rc >= 0)
-		goto out;
-	rc = ST_CLI_EXIT_USAGE;
-	n = argc - optind;
-	if (describe && n < 1) {
+		return rc;
+	if (describe && argc - optind < 1) {
 		st_cli_errorf(ctx, "at least one restore NAME is needed");
-		goto out;
+		return ST_CLI_EXIT_USAGE;
 	}
-	rc = ST_CLI_EXIT_FAIL;
-	if (st_cli_connect(ctx) < 0)
-		goto out;
-	if (fetch_restores(ctx, items, argv + optind, n, a.selector) < 0 &&
-	    json_object_array_length(items) == 0)
-		goto out;
-	if (show(&out, ctx, items, describe, &a, n == 1) < 0 || flush_buf(&out) < 0)
-		goto out;
-	rc = (size_t)n > json_object_array_length(items) ? ST_CLI_EXIT_FAIL : ST_CLI_EXIT_OK;
-out:
-	json_object_put(items);
-	st_buf_dispose(&out);
-	return rc;
+	return st_cli_show(ctx, &restore_kind, argv + optind, argc - optind, a.selector, describe,
+	                   &a);
 }
 
 static int restore_get(struct st_cli_ctx *ctx, int argc, char **argv)

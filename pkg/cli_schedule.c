@@ -356,9 +356,9 @@ static const struct option get_longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static int describe_one(struct st_buf *out, struct json_object *schedule, int details)
+static int describe_one(struct st_buf *out, struct json_object *schedule, void *payload)
 {
-	(void)details;
+	(void)payload;
 	return st_cli_schedule_describe(out, schedule);
 }
 
@@ -379,7 +379,7 @@ static int schedule_show(struct st_cli_ctx *ctx, int argc, char **argv, bool des
 	if (rc >= 0)
 		return rc;
 	return st_cli_show(ctx, &schedule_kind, argv + optind, argc - optind, a.selector, describe,
-	                   0);
+	                   NULL);
 }
 
 static int schedule_get(struct st_cli_ctx *ctx, int argc, char **argv)
