@@ -886,13 +886,7 @@ out:
 	return rc;
 }
 
-struct sub_verb {
-	const char *name;
-	int (*run)(struct st_cli_ctx *ctx, int argc, char **argv);
-	const char *verb; /* for messages */
-};
-
-static const struct sub_verb restore_verbs[] = {
+static const struct st_cli_sub_verb restore_verbs[] = {
 	{ "create", restore_create, "restore create" },
 	{ "get", restore_get, "restore get" },
 	{ "describe", restore_describe, "restore describe" },
@@ -902,26 +896,5 @@ static const struct sub_verb restore_verbs[] = {
 
 int st_cli_restore_main(int argc, char **argv)
 {
-	const struct sub_verb *v;
-	struct st_cli_ctx ctx;
-	int rc;
-
-	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		(void)fputs(st_cli_restore_usage, argc < 2 ? stderr : stdout);
-		return argc < 2 ? ST_CLI_EXIT_USAGE : ST_CLI_EXIT_OK;
-	}
-	for (v = restore_verbs; v->name != NULL; v++)
-		if (strcmp(v->name, argv[1]) == 0)
-			break;
-	if (v->name == NULL) {
-		(void)fprintf(stderr, "stasis restore: unknown verb '%s'\n%s", argv[1],
-		              st_cli_restore_usage);
-		return ST_CLI_EXIT_USAGE;
-	}
-	st_cli_ctx_init(&ctx, v->verb);
-	opterr = 0;
-	optind = 0;
-	rc = v->run(&ctx, argc - 1, argv + 1);
-	st_cli_ctx_dispose(&ctx);
-	return rc;
+	return st_cli_dispatch("restore", st_cli_restore_usage, restore_verbs, argc, argv);
 }
