@@ -388,30 +388,6 @@ enum {
 	OPT_LABELS,
 };
 
-static int add_list(struct json_object *spec, const char *key, const char *arg)
-{
-	struct json_object *arr = NULL;
-
-	if (json_object_object_get_ex(spec, key, &arr))
-		return st_cli_parse_list(&arr, arg);
-	if (st_cli_parse_list(&arr, arg) < 0) {
-		json_object_put(arr);
-		return ST_EINVAL;
-	}
-	json_object_object_add(spec, key, arr);
-	return 0;
-}
-
-static int add_bool(struct json_object *spec, const char *key, const char *arg)
-{
-	bool v = false;
-
-	if (st_cli_parse_bool(&v, arg) < 0)
-		return ST_EINVAL;
-	json_object_object_add(spec, key, json_object_new_boolean(v));
-	return 0;
-}
-
 void st_cli_backup_spec_init(struct st_cli_backup_spec *s)
 {
 	s->spec = json_object_new_object();
@@ -432,20 +408,20 @@ int st_cli_backup_spec_option(struct st_cli_backup_spec *s, int c, const char *a
 
 	switch (c) {
 	case ST_CLI_BACKUP_OPT_INC_NS:
-		return add_list(s->spec, "includedNamespaces", arg);
+		return st_cli_add_list(s->spec, "includedNamespaces", arg);
 	case ST_CLI_BACKUP_OPT_EXC_NS:
-		return add_list(s->spec, "excludedNamespaces", arg);
+		return st_cli_add_list(s->spec, "excludedNamespaces", arg);
 	case ST_CLI_BACKUP_OPT_INC_RES:
-		return add_list(s->spec, "includedResources", arg);
+		return st_cli_add_list(s->spec, "includedResources", arg);
 	case ST_CLI_BACKUP_OPT_EXC_RES:
-		return add_list(s->spec, "excludedResources", arg);
+		return st_cli_add_list(s->spec, "excludedResources", arg);
 	case 'l':
 		if (st_cli_parse_selector(&sel, arg, NULL) < 0)
 			return ST_EINVAL;
 		json_object_object_add(s->spec, "labelSelector", sel);
 		return 0;
 	case ST_CLI_BACKUP_OPT_CLUSTER:
-		return add_bool(s->spec, "includeClusterResources", arg);
+		return st_cli_add_bool(s->spec, "includeClusterResources", arg);
 	case ST_CLI_BACKUP_OPT_TTL:
 		return st_cli_duration_parse(&s->ttl, arg);
 	case ST_CLI_BACKUP_OPT_LOCATION:
@@ -454,14 +430,14 @@ int st_cli_backup_spec_option(struct st_cli_backup_spec *s, int c, const char *a
 		st_json_add_str(s->spec, "storageLocation", arg);
 		return 0;
 	case ST_CLI_BACKUP_OPT_SNAPSHOT:
-		return add_bool(s->spec, "snapshotVolumes", arg);
+		return st_cli_add_bool(s->spec, "snapshotVolumes", arg);
 	case ST_CLI_BACKUP_OPT_METHOD:
 		if (strcmp(arg, "csi") != 0 && strcmp(arg, "none") != 0)
 			return ST_EINVAL;
 		st_json_add_str(s->spec, "volumeSnapshotMethod", arg);
 		return 0;
 	case ST_CLI_BACKUP_OPT_KEEP:
-		return add_bool(s->spec, "keepVolumeSnapshots", arg);
+		return st_cli_add_bool(s->spec, "keepVolumeSnapshots", arg);
 	default:
 		return 1;
 	}

@@ -426,6 +426,30 @@ int st_cli_parse_list(struct json_object **arr, const char *s)
 	return 0;
 }
 
+int st_cli_add_list(struct json_object *obj, const char *key, const char *s)
+{
+	struct json_object *arr = NULL;
+
+	if (json_object_object_get_ex(obj, key, &arr))
+		return st_cli_parse_list(&arr, s);
+	if (st_cli_parse_list(&arr, s) < 0) {
+		json_object_put(arr);
+		return ST_EINVAL;
+	}
+	json_object_object_add(obj, key, arr);
+	return 0;
+}
+
+int st_cli_add_bool(struct json_object *obj, const char *key, const char *s)
+{
+	bool v = false;
+
+	if (st_cli_parse_bool(&v, s) < 0)
+		return ST_EINVAL;
+	json_object_object_add(obj, key, json_object_new_boolean(v));
+	return 0;
+}
+
 int st_cli_parse_map(struct json_object **map, const char *s)
 {
 	const char *p = s, *end, *eq;

@@ -151,6 +151,15 @@ int st_cli_apply(bool *created_out, struct st_kube_client *c, const struct st_ku
 int st_cli_parse_list(struct json_object **arr, const char *s) ST_WARN_UNUSED;
 
 /*
+ * Appends the items of the list s (as st_cli_parse_list) to the array
+ * obj[key], which is created when missing. ST_EINVAL for an item with spaces.
+ */
+int st_cli_add_list(struct json_object *obj, const char *key, const char *s) ST_WARN_UNUSED;
+
+/* Sets obj[key] to the boolean s (as st_cli_parse_bool); ST_EINVAL for another word. */
+int st_cli_add_bool(struct json_object *obj, const char *key, const char *s) ST_WARN_UNUSED;
+
+/*
  * Parses "k=v,k2=v2" into the object *map (created when NULL); later keys
  * override. Values "true"/"false" stay strings. ST_EINVAL for an item without
  * '=' or an empty key.

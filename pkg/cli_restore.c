@@ -414,20 +414,6 @@ struct create_args {
 	int64_t timeout;
 };
 
-static int add_list(struct json_object *spec, const char *key, const char *arg)
-{
-	struct json_object *arr = NULL;
-
-	if (json_object_object_get_ex(spec, key, &arr))
-		return st_cli_parse_list(&arr, arg);
-	if (st_cli_parse_list(&arr, arg) < 0) {
-		json_object_put(arr);
-		return ST_EINVAL;
-	}
-	json_object_object_add(spec, key, arr);
-	return 0;
-}
-
 /* The rules the engine will build from the map, checked now so that errors come early. */
 static int check_mapping(struct json_object *map, enum st_remap_kind kind, const char *flag,
                          struct st_err *err)
@@ -466,16 +452,6 @@ static int add_mapping(struct create_args *a, const char *key, const char *flag,
 	return 0;
 }
 
-static int add_bool(struct json_object *spec, const char *key, const char *arg)
-{
-	bool v = false;
-
-	if (st_cli_parse_bool(&v, arg) < 0)
-		return ST_EINVAL;
-	json_object_object_add(spec, key, json_object_new_boolean(v));
-	return 0;
-}
-
 static int create_option(void *payload, int c, const char *arg)
 {
 	struct create_args *a = payload;
@@ -489,24 +465,24 @@ static int create_option(void *payload, int c, const char *arg)
 		a->schedule = arg;
 		return st_cli_valid_name(arg) ? 0 : ST_EINVAL;
 	case OPT_INC_NS:
-		return add_list(a->spec, "includedNamespaces", arg);
+		return st_cli_add_list(a->spec, "includedNamespaces", arg);
 	case OPT_EXC_NS:
-		return add_list(a->spec, "excludedNamespaces", arg);
+		return st_cli_add_list(a->spec, "excludedNamespaces", arg);
 	case OPT_INC_RES:
-		return add_list(a->spec, "includedResources", arg);
+		return st_cli_add_list(a->spec, "includedResources", arg);
 	case OPT_EXC_RES:
-		return add_list(a->spec, "excludedResources", arg);
+		return st_cli_add_list(a->spec, "excludedResources", arg);
 	case OPT_CM:
-		return add_list(a->spec, "mappingConfigMaps", arg);
+		return st_cli_add_list(a->spec, "mappingConfigMaps", arg);
 	case 'l':
 		if (st_cli_parse_selector(&sel, arg, NULL) < 0)
 			return ST_EINVAL;
 		json_object_object_add(a->spec, "labelSelector", sel);
 		return 0;
 	case OPT_CLUSTER:
-		return add_bool(a->spec, "includeClusterResources", arg);
+		return st_cli_add_bool(a->spec, "includeClusterResources", arg);
 	case OPT_NODEPORTS:
-		return add_bool(a->spec, "preserveNodePorts", arg);
+		return st_cli_add_bool(a->spec, "preserveNodePorts", arg);
 	case OPT_NS_MAP:
 		return add_mapping(a, "namespaceMapping", "--namespace-mappings", arg, 0);
 	case OPT_SC_MAP:
