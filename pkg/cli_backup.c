@@ -218,7 +218,7 @@ int st_cli_backup_describe_spec(struct st_buf *out, struct json_object *spec)
 	                     method != NULL ? method : "csi", ttl != NULL ? ttl : "720h0m0s");
 }
 
-static int describe_list(struct st_buf *out, const char *title, struct json_object *arr)
+int st_cli_backup_describe_list(struct st_buf *out, const char *title, struct json_object *arr)
 {
 	size_t i;
 	int rc;
@@ -250,8 +250,8 @@ static int describe_status(struct st_buf *out, struct json_object *status)
 	if (reason != NULL && reason[0] != '\0' &&
 	    (rc = st_buf_printf(out, "Failure reason:  %s\n\n", reason)) < 0)
 		return rc;
-	if ((rc = describe_list(out, "Validation errors",
-	                        st_json_get_arr(status, "validationErrors"))) < 0)
+	if ((rc = st_cli_backup_describe_list(out, "Validation errors",
+	                                      st_json_get_arr(status, "validationErrors"))) < 0)
 		return rc;
 	if ((rc = st_buf_printf(out, "Started:    %s\nCompleted:  %s\n\nExpiration:  %s\n\n",
 	                        started, completed, expiration)) < 0)

@@ -165,23 +165,13 @@ int st_cli_schedule_describe(struct st_buf *out, struct json_object *schedule)
 	struct json_object *tmpl = st_json_get_obj(spec, "template");
 	const char *cron = st_json_get_str(spec, "schedule");
 	char last[64];
-	size_t i;
 	int rc;
 
 	if ((rc = st_cli_backup_describe_meta(out, schedule)) < 0 ||
 	    (rc = st_buf_printf(out, "\nPhase:  %s\n\n", phase_of(schedule))) < 0)
 		return rc;
-	if (verrs != NULL && json_object_array_length(verrs) > 0) {
-		if ((rc = st_buf_puts(out, "Validation errors:\n")) < 0)
-			return rc;
-		for (i = 0; i < json_object_array_length(verrs); i++)
-			if ((rc = st_buf_printf(out, "  %s\n",
-			                        json_object_get_string(
-			                                json_object_array_get_idx(verrs, i)))) < 0)
-				return rc;
-		if ((rc = st_buf_putc(out, '\n')) < 0)
-			return rc;
-	}
+	if ((rc = st_cli_backup_describe_list(out, "Validation errors", verrs)) < 0)
+		return rc;
 	if ((rc = st_buf_printf(out, "Paused:  %s\n\nSchedule:  %s\n\nBackup Template:\n",
 	                        st_json_get_bool(spec, "paused", false) ? "true" : "false",
 	                        cron != NULL ? cron : "<none>")) < 0)
