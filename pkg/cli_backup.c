@@ -218,7 +218,7 @@ int st_cli_backup_describe_spec(struct st_buf *out, struct json_object *spec)
 	                     method != NULL ? method : "csi", ttl != NULL ? ttl : "720h0m0s");
 }
 
-static int describe_list(struct st_buf *out, const char *title, struct json_object *arr)
+int st_cli_backup_describe_list(struct st_buf *out, const char *title, struct json_object *arr)
 {
 	size_t i;
 	int rc;
@@ -250,8 +250,8 @@ static int describe_status(struct st_buf *out, struct json_object *status)
 	if (reason != NULL && reason[0] != '\0' &&
 	    (rc = st_buf_printf(out, "Failure reason:  %s\n\n", reason)) < 0)
 		return rc;
-	if ((rc = describe_list(out, "Validation errors",
-	                        st_json_get_arr(status, "validationErrors"))) < 0)
+	if ((rc = st_cli_backup_describe_list(out, "Validation errors",
+	                                      st_json_get_arr(status, "validationErrors"))) < 0)
 		return rc;
 	if ((rc = st_buf_printf(out, "Started:    %s\nCompleted:  %s\n\nExpiration:  %s\n\n",
 	                        started, completed, expiration)) < 0)
@@ -388,30 +388,6 @@ enum {
 	OPT_LABELS,
 };
 
-static int add_list(struct json_object *spec, const char *key, const char *arg)
-{
-	struct json_object *arr = NULL;
-
-	if (json_object_object_get_ex(spec, key, &arr))
-		return st_cli_parse_list(&arr, arg);
-	if (st_cli_parse_list(&arr, arg) < 0) {
-		json_object_put(arr);
-		return ST_EINVAL;
-	}
-	json_object_object_add(spec, key, arr);
-	return 0;
-}
-
-static int add_bool(struct json_object *spec, const char *key, const char *arg)
-{
-	bool v = false;
-
-	if (st_cli_parse_bool(&v, arg) < 0)
-		return ST_EINVAL;
-	json_object_object_add(spec, key, json_object_new_boolean(v));
-	return 0;
-}
-
 void st_cli_backup_spec_init(struct st_cli_backup_spec *s)
 {
 	s->spec = json_object_new_object();
@@ -432,20 +408,20 @@ int st_cli_backup_spec_option(struct st_cli_backup_spec *s, int c, const char *a
 
 	switch (c) {
 	case ST_CLI_BACKUP_OPT_INC_NS:
-		return add_list(s->spec, "includedNamespaces", arg);
+		return st_cli_add_list(s->spec, "includedNamespaces", arg);
 	case ST_CLI_BACKUP_OPT_EXC_NS:
-		return add_list(s->spec, "excludedNamespaces", arg);
+		return st_cli_add_list(s->spec, "excludedNamespaces", arg);
 	case ST_CLI_BACKUP_OPT_INC_RES:
-		return add_list(s->spec, "includedResources", arg);
+		return st_cli_add_list(s->spec, "includedResources", arg);
 	case ST_CLI_BACKUP_OPT_EXC_RES:
-		return add_list(s->spec, "excludedResources", arg);
+		return st_cli_add_list(s->spec, "excludedResources", arg);
 	case 'l':
 		if (st_cli_parse_selector(&sel, arg, NULL) < 0)
 			return ST_EINVAL;
 		json_object_object_add(s->spec, "labelSelector", sel);
 		return 0;
 	case ST_CLI_BACKUP_OPT_CLUSTER:
-		return add_bool(s->spec, "includeClusterResources", arg);
+		return st_cli_add_bool(s->spec, "includeClusterResources", arg);
 	case ST_CLI_BACKUP_OPT_TTL:
 		return st_cli_duration_parse(&s->ttl, arg);
 	case ST_CLI_BACKUP_OPT_LOCATION:
@@ -454,14 +430,14 @@ int st_cli_backup_spec_option(struct st_cli_backup_spec *s, int c, const char *a
 		st_json_add_str(s->spec, "storageLocation", arg);
 		return 0;
 	case ST_CLI_BACKUP_OPT_SNAPSHOT:
-		return add_bool(s->spec, "snapshotVolumes", arg);
+		return st_cli_add_bool(s->spec, "snapshotVolumes", arg);
 	case ST_CLI_BACKUP_OPT_METHOD:
 		if (strcmp(arg, "csi") != 0 && strcmp(arg, "none") != 0)
 			return ST_EINVAL;
 		st_json_add_str(s->spec, "volumeSnapshotMethod", arg);
 		return 0;
 	case ST_CLI_BACKUP_OPT_KEEP:
-		return add_bool(s->spec, "keepVolumeSnapshots", arg);
+		return st_cli_add_bool(s->spec, "keepVolumeSnapshots", arg);
 	default:
 		return 1;
 	}
@@ -749,11 +725,18 @@ static const struct option get_longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static int describe_one(struct st_buf *out, struct json_object *backup, void *payload)
+{
+	const struct get_args *a = payload;
+
+	return st_cli_backup_describe(out, backup, a->details);
+}
+
 static const struct st_cli_kind backup_kind = {
 	"backup",
 	st_cli_gvr_backup,
 	st_cli_backup_table,
-	st_cli_backup_describe,
+	describe_one,
 };
 
 /* `backup get` and `backup describe`: the same fetch, two presentations. */
@@ -767,7 +750,7 @@ static int backup_show(struct st_cli_ctx *ctx, int argc, char **argv, bool descr
 	if (rc >= 0)
 		return rc;
 	return st_cli_show(ctx, &backup_kind, argv + optind, argc - optind, a.selector, describe,
-	                   a.details);
+	                   &a);
 }
 
 static int backup_get(struct st_cli_ctx *ctx, int argc, char **argv)

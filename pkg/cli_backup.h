@@ -102,6 +102,13 @@ struct json_object *st_cli_backup_spec_build(const struct st_cli_backup_spec *s)
 int st_cli_backup_describe_meta(struct st_buf *out, struct json_object *obj) ST_WARN_UNUSED;
 
 /*
+ * Appends "title:", then each string of arr on a line of its own, indented,
+ * and an empty line; nothing when arr is NULL or empty.
+ */
+int st_cli_backup_describe_list(struct st_buf *out, const char *title,
+                                struct json_object *arr) ST_WARN_UNUSED;
+
+/*
  * Appends the `describe` text of a Backup spec: scope, selector, storage
  * location, snapshot settings and TTL.
  */

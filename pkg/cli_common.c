@@ -243,6 +243,8 @@ int st_cli_connect(struct st_cli_ctx *ctx)
 	struct st_kube_config cfg;
 	int rc;
 
+	if (ctx->client != NULL)
+		return 0;
 	st_kube_config_init(&cfg);
 	o.path = ctx->kubeconfig;
 	o.context = ctx->context;
@@ -424,6 +426,30 @@ int st_cli_parse_list(struct json_object **arr, const char *s)
 	return 0;
 }
 
+int st_cli_add_list(struct json_object *obj, const char *key, const char *s)
+{
+	struct json_object *arr = NULL;
+
+	if (json_object_object_get_ex(obj, key, &arr))
+		return st_cli_parse_list(&arr, s);
+	if (st_cli_parse_list(&arr, s) < 0) {
+		json_object_put(arr);
+		return ST_EINVAL;
+	}
+	json_object_object_add(obj, key, arr);
+	return 0;
+}
+
+int st_cli_add_bool(struct json_object *obj, const char *key, const char *s)
+{
+	bool v = false;
+
+	if (st_cli_parse_bool(&v, s) < 0)
+		return ST_EINVAL;
+	json_object_object_add(obj, key, json_object_new_boolean(v));
+	return 0;
+}
+
 int st_cli_parse_map(struct json_object **map, const char *s)
 {
 	const char *p = s, *end, *eq;
@@ -600,7 +626,7 @@ int st_cli_create(struct st_cli_ctx *ctx, const struct st_kube_gvr *gvr, const c
 
 /* Formats items as `get` (table, JSON, YAML) or `describe` text. */
 static int show_items(struct st_buf *out, const struct st_cli_ctx *ctx, const struct st_cli_kind *k,
-                      struct json_object *items, bool describe, int details, bool single)
+                      struct json_object *items, bool describe, void *payload, bool single)
 {
 	size_t i;
 	int rc = 0;
@@ -613,13 +639,13 @@ static int show_items(struct st_buf *out, const struct st_cli_ctx *ctx, const st
 		if (i > 0)
 			rc = st_buf_putc(out, '\n');
 		if (rc == 0)
-			rc = k->describe(out, json_object_array_get_idx(items, i), details);
+			rc = k->describe(out, json_object_array_get_idx(items, i), payload);
 	}
 	return rc;
 }
 
 int st_cli_show(struct st_cli_ctx *ctx, const struct st_cli_kind *k, char *const *names, int n,
-                const char *selector, bool describe, int details)
+                const char *selector, bool describe, void *payload)
 {
 	struct json_object *items = json_object_new_array();
 	struct st_buf out = ST_BUF_INIT(ST_CLI_CAP_OUTPUT);
@@ -632,7 +658,7 @@ int st_cli_show(struct st_cli_ctx *ctx, const struct st_cli_kind *k, char *const
 	if (st_cli_fetch(ctx, &gvr, k->what, items, names, n, selector) < 0 &&
 	    json_object_array_length(items) == 0)
 		goto out;
-	if (show_items(&out, ctx, k, items, describe, details, n == 1) < 0 ||
+	if (show_items(&out, ctx, k, items, describe, payload, n == 1) < 0 ||
 	    st_cli_flush(&out) < 0)
 		goto out;
 	rc = (size_t)n > json_object_array_length(items) ? ST_CLI_EXIT_FAIL : ST_CLI_EXIT_OK;

@@ -116,8 +116,8 @@ void st_cli_errorf(const struct st_cli_ctx *ctx, const char *fmt, ...) ST_PRINTF
 
 /*
  * Loads the kubeconfig (--kubeconfig, $KUBECONFIG, ~/.kube/config, in-cluster)
- * and creates ctx->client. On failure prints where it looked and how to fix
- * it, and returns the code.
+ * and creates ctx->client; a context that has a client keeps it (returns 0).
+ * On failure prints where it looked and how to fix it, and returns the code.
  */
 int st_cli_connect(struct st_cli_ctx *ctx) ST_WARN_UNUSED;
 
@@ -149,6 +149,15 @@ int st_cli_apply(bool *created_out, struct st_kube_client *c, const struct st_ku
  * appends to *arr, creating it when NULL. ST_EINVAL when an item has spaces.
  */
 int st_cli_parse_list(struct json_object **arr, const char *s) ST_WARN_UNUSED;
+
+/*
+ * Appends the items of the list s (as st_cli_parse_list) to the array
+ * obj[key], which is created when missing. ST_EINVAL for an item with spaces.
+ */
+int st_cli_add_list(struct json_object *obj, const char *key, const char *s) ST_WARN_UNUSED;
+
+/* Sets obj[key] to the boolean s (as st_cli_parse_bool); ST_EINVAL for another word. */
+int st_cli_add_bool(struct json_object *obj, const char *key, const char *s) ST_WARN_UNUSED;
 
 /*
  * Parses "k=v,k2=v2" into the object *map (created when NULL); later keys
@@ -221,16 +230,17 @@ struct st_cli_kind {
 	const char *what;                     /* "backup", for messages */
 	void (*gvr)(struct st_kube_gvr *gvr); /* its type */
 	int (*table)(struct st_buf *out, struct json_object *items, long long now);
-	int (*describe)(struct st_buf *out, struct json_object *obj, int details);
+	/* payload: the verb's options, as passed to st_cli_show */
+	int (*describe)(struct st_buf *out, struct json_object *obj, void *payload);
 };
 
 /*
  * `get` (describe false: table, or JSON/YAML with -o) or `describe` of the
  * named objects (n > 0) or of all matching selector (NULL: all), printed
- * to stdout. Returns the exit status: 1 when any name was missing or the
- * API failed (reported), else 0.
+ * to stdout; payload goes to k->describe. Returns the exit status: 1 when
+ * any name was missing or the API failed (reported), else 0.
  */
 int st_cli_show(struct st_cli_ctx *ctx, const struct st_cli_kind *k, char *const *names, int n,
-                const char *selector, bool describe, int details) ST_WARN_UNUSED;
+                const char *selector, bool describe, void *payload) ST_WARN_UNUSED;
 
 #endif

@@ -378,13 +378,6 @@ int st_cli_restore_describe(struct st_buf *out, struct json_object *restore,
 
 /* ---- verbs ------------------------------------------------------------------------------- */
 
-static int flush_buf(struct st_buf *b)
-{
-	if (b->len > 0 && fwrite(b->ptr, 1, b->len, stdout) != b->len)
-		return ST_EIO;
-	return fflush(stdout) == 0 ? 0 : ST_EIO;
-}
-
 static void gvr_restore(struct st_kube_gvr *gvr)
 {
 	int rc = st_kube_gvr_set(gvr, ST_CLI_GROUP, ST_CLI_VERSION, "restores", "Restore", true);
@@ -420,20 +413,6 @@ struct create_args {
 	bool wait;
 	int64_t timeout;
 };
-
-static int add_list(struct json_object *spec, const char *key, const char *arg)
-{
-	struct json_object *arr = NULL;
-
-	if (json_object_object_get_ex(spec, key, &arr))
-		return st_cli_parse_list(&arr, arg);
-	if (st_cli_parse_list(&arr, arg) < 0) {
-		json_object_put(arr);
-		return ST_EINVAL;
-	}
-	json_object_object_add(spec, key, arr);
-	return 0;
-}
 
 /* The rules the engine will build from the map, checked now so that errors come early. */
 static int check_mapping(struct json_object *map, enum st_remap_kind kind, const char *flag,
@@ -473,16 +452,6 @@ static int add_mapping(struct create_args *a, const char *key, const char *flag,
 	return 0;
 }
 
-static int add_bool(struct json_object *spec, const char *key, const char *arg)
-{
-	bool v = false;
-
-	if (st_cli_parse_bool(&v, arg) < 0)
-		return ST_EINVAL;
-	json_object_object_add(spec, key, json_object_new_boolean(v));
-	return 0;
-}
-
 static int create_option(void *payload, int c, const char *arg)
 {
 	struct create_args *a = payload;
@@ -496,24 +465,24 @@ static int create_option(void *payload, int c, const char *arg)
 		a->schedule = arg;
 		return st_cli_valid_name(arg) ? 0 : ST_EINVAL;
 	case OPT_INC_NS:
-		return add_list(a->spec, "includedNamespaces", arg);
+		return st_cli_add_list(a->spec, "includedNamespaces", arg);
 	case OPT_EXC_NS:
-		return add_list(a->spec, "excludedNamespaces", arg);
+		return st_cli_add_list(a->spec, "excludedNamespaces", arg);
 	case OPT_INC_RES:
-		return add_list(a->spec, "includedResources", arg);
+		return st_cli_add_list(a->spec, "includedResources", arg);
 	case OPT_EXC_RES:
-		return add_list(a->spec, "excludedResources", arg);
+		return st_cli_add_list(a->spec, "excludedResources", arg);
 	case OPT_CM:
-		return add_list(a->spec, "mappingConfigMaps", arg);
+		return st_cli_add_list(a->spec, "mappingConfigMaps", arg);
 	case 'l':
 		if (st_cli_parse_selector(&sel, arg, NULL) < 0)
 			return ST_EINVAL;
 		json_object_object_add(a->spec, "labelSelector", sel);
 		return 0;
 	case OPT_CLUSTER:
-		return add_bool(a->spec, "includeClusterResources", arg);
+		return st_cli_add_bool(a->spec, "includeClusterResources", arg);
 	case OPT_NODEPORTS:
-		return add_bool(a->spec, "preserveNodePorts", arg);
+		return st_cli_add_bool(a->spec, "preserveNodePorts", arg);
 	case OPT_NS_MAP:
 		return add_mapping(a, "namespaceMapping", "--namespace-mappings", arg, 0);
 	case OPT_SC_MAP:
@@ -538,14 +507,8 @@ static int create_option(void *payload, int c, const char *arg)
 static struct json_object *new_restore(const char *name, const char *ns,
                                        const struct create_args *a)
 {
-	struct json_object *o = json_object_new_object();
-	struct json_object *meta = json_object_new_object();
+	struct json_object *o = st_cli_new_object("Restore", name, ns, NULL);
 
-	st_json_add_str(o, "apiVersion", ST_CLI_API_VERSION);
-	st_json_add_str(o, "kind", "Restore");
-	st_json_add_str(meta, "name", name);
-	st_json_add_str(meta, "namespace", ns);
-	json_object_object_add(o, "metadata", meta);
 	json_object_object_add(o, "spec", json_object_get(a->spec));
 	return o;
 }
@@ -617,28 +580,11 @@ static int wait_restore(struct st_cli_ctx *ctx, const char *name, int64_t timeou
 
 static int create_submit(struct st_cli_ctx *ctx, struct json_object *obj, const char *name)
 {
-	struct json_object *res = NULL;
-	struct st_err err = ST_ERR_INIT;
 	struct st_kube_gvr gvr;
-	long http = 0;
-	int rc;
 
 	gvr_restore(&gvr);
-	rc = st_kube_create(&res, ctx->client, &gvr, ctx->ns, obj, &http, &err);
-	json_object_put(res);
-	if (rc < 0) {
-		if (http == 409)
-			st_cli_errorf(ctx, "a restore named %s already exists in namespace %s",
-			              name, ctx->ns);
-		else if (http == 404)
-			st_cli_errorf(ctx,
-			              "%s; is stasis installed in namespace %s? (stasis install -n "
-			              "%s)",
-			              st_err_text(&err), ctx->ns, ctx->ns);
-		else
-			st_cli_kube_error(ctx, "create restore", rc, &err);
+	if (st_cli_create(ctx, &gvr, "restore", obj, name) != ST_CLI_EXIT_OK)
 		return ST_CLI_EXIT_FAIL;
-	}
 	printf("Restore request \"%s\" submitted successfully.\n", name);
 	(void)fflush(stdout);
 	return ST_CLI_EXIT_OK;
@@ -705,7 +651,6 @@ static int restore_create(struct st_cli_ctx *ctx, int argc, char **argv)
 	};
 	struct create_args a = { .ctx = ctx, .spec = json_object_new_object() };
 	struct json_object *obj = NULL;
-	struct st_buf out = ST_BUF_INIT(ST_CLI_CAP_OUTPUT);
 	char name[300];
 	int rc;
 
@@ -720,9 +665,7 @@ static int restore_create(struct st_cli_ctx *ctx, int argc, char **argv)
 		else
 			st_json_add_str(a.spec, "scheduleName", a.schedule);
 		obj = new_restore(name, ctx->ns, &a);
-		rc = st_cli_output_object(&out, obj, ctx->output) < 0 || flush_buf(&out) < 0
-		             ? ST_CLI_EXIT_FAIL
-		             : ST_CLI_EXIT_OK;
+		rc = st_cli_print_object(ctx, obj);
 		goto out;
 	}
 	if (st_cli_connect(ctx) < 0 || resolve_source(ctx, &a) < 0)
@@ -740,11 +683,11 @@ static int restore_create(struct st_cli_ctx *ctx, int argc, char **argv)
 out:
 	json_object_put(obj);
 	json_object_put(a.spec);
-	st_buf_dispose(&out);
 	return rc;
 }
 
 struct get_args {
+	struct st_cli_ctx *ctx; /* for the results files of describe --details */
 	const char *selector;
 	bool details;
 	const char *creds;
@@ -846,59 +789,40 @@ static struct json_object *read_results(struct st_cli_ctx *ctx, struct json_obje
 	return res;
 }
 
-static int show(struct st_buf *out, struct st_cli_ctx *ctx, struct json_object *items,
-                bool describe, const struct get_args *a, bool single)
+/* One restore for `describe`; --details adds its results file. */
+static int describe_one(struct st_buf *out, struct json_object *restore, void *payload)
 {
-	size_t i;
-	int rc = 0;
+	const struct get_args *a = payload;
+	struct json_object *results = a->details ? read_results(a->ctx, restore, a->creds) : NULL;
+	int rc = st_cli_restore_describe(out, restore, results);
 
-	if (!describe && ctx->output == ST_CLI_OUTPUT_TABLE)
-		return st_cli_restore_table(out, items, st_cli_now());
-	if (!describe)
-		return st_cli_output_list(out, items, ctx->output, single);
-	for (i = 0; i < json_object_array_length(items) && rc == 0; i++) {
-		struct json_object *r = json_object_array_get_idx(items, i);
-		struct json_object *results = a->details ? read_results(ctx, r, a->creds) : NULL;
-
-		if (i > 0)
-			rc = st_buf_putc(out, '\n');
-		if (rc == 0)
-			rc = st_cli_restore_describe(out, r, results);
-		json_object_put(results);
-	}
+	json_object_put(results);
 	return rc;
 }
 
+static const struct st_cli_kind restore_kind = {
+	"restore",
+	gvr_restore,
+	st_cli_restore_table,
+	describe_one,
+};
+
+/* `restore get` and `restore describe`: the same fetch, two presentations. */
 static int restore_show(struct st_cli_ctx *ctx, int argc, char **argv, bool describe)
 {
-	struct get_args a = { 0 };
-	struct json_object *items = json_object_new_array();
-	struct st_buf out = ST_BUF_INIT(ST_CLI_CAP_OUTPUT);
-	int rc, n;
+	struct get_args a = { .ctx = ctx };
+	int rc;
 
 	rc = st_cli_parse_options(ctx, argc, argv, ":hn:o:l:", get_longopts,
 	                          describe ? describe_usage : get_usage, get_option, &a);
 	if (rc >= 0)
-		goto out;
-	rc = ST_CLI_EXIT_USAGE;
-	n = argc - optind;
-	if (describe && n < 1) {
+		return rc;
+	if (describe && argc - optind < 1) {
 		st_cli_errorf(ctx, "at least one restore NAME is needed");
-		goto out;
+		return ST_CLI_EXIT_USAGE;
 	}
-	rc = ST_CLI_EXIT_FAIL;
-	if (st_cli_connect(ctx) < 0)
-		goto out;
-	if (fetch_restores(ctx, items, argv + optind, n, a.selector) < 0 &&
-	    json_object_array_length(items) == 0)
-		goto out;
-	if (show(&out, ctx, items, describe, &a, n == 1) < 0 || flush_buf(&out) < 0)
-		goto out;
-	rc = (size_t)n > json_object_array_length(items) ? ST_CLI_EXIT_FAIL : ST_CLI_EXIT_OK;
-out:
-	json_object_put(items);
-	st_buf_dispose(&out);
-	return rc;
+	return st_cli_show(ctx, &restore_kind, argv + optind, argc - optind, a.selector, describe,
+	                   &a);
 }
 
 static int restore_get(struct st_cli_ctx *ctx, int argc, char **argv)
@@ -938,13 +862,7 @@ out:
 	return rc;
 }
 
-struct sub_verb {
-	const char *name;
-	int (*run)(struct st_cli_ctx *ctx, int argc, char **argv);
-	const char *verb; /* for messages */
-};
-
-static const struct sub_verb restore_verbs[] = {
+static const struct st_cli_sub_verb restore_verbs[] = {
 	{ "create", restore_create, "restore create" },
 	{ "get", restore_get, "restore get" },
 	{ "describe", restore_describe, "restore describe" },
@@ -954,26 +872,5 @@ static const struct sub_verb restore_verbs[] = {
 
 int st_cli_restore_main(int argc, char **argv)
 {
-	const struct sub_verb *v;
-	struct st_cli_ctx ctx;
-	int rc;
-
-	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-		(void)fputs(st_cli_restore_usage, argc < 2 ? stderr : stdout);
-		return argc < 2 ? ST_CLI_EXIT_USAGE : ST_CLI_EXIT_OK;
-	}
-	for (v = restore_verbs; v->name != NULL; v++)
-		if (strcmp(v->name, argv[1]) == 0)
-			break;
-	if (v->name == NULL) {
-		(void)fprintf(stderr, "stasis restore: unknown verb '%s'\n%s", argv[1],
-		              st_cli_restore_usage);
-		return ST_CLI_EXIT_USAGE;
-	}
-	st_cli_ctx_init(&ctx, v->verb);
-	opterr = 0;
-	optind = 0;
-	rc = v->run(&ctx, argc - 1, argv + 1);
-	st_cli_ctx_dispose(&ctx);
-	return rc;
+	return st_cli_dispatch("restore", st_cli_restore_usage, restore_verbs, argc, argv);
 }

@@ -165,23 +165,13 @@ int st_cli_schedule_describe(struct st_buf *out, struct json_object *schedule)
 	struct json_object *tmpl = st_json_get_obj(spec, "template");
 	const char *cron = st_json_get_str(spec, "schedule");
 	char last[64];
-	size_t i;
 	int rc;
 
 	if ((rc = st_cli_backup_describe_meta(out, schedule)) < 0 ||
 	    (rc = st_buf_printf(out, "\nPhase:  %s\n\n", phase_of(schedule))) < 0)
 		return rc;
-	if (verrs != NULL && json_object_array_length(verrs) > 0) {
-		if ((rc = st_buf_puts(out, "Validation errors:\n")) < 0)
-			return rc;
-		for (i = 0; i < json_object_array_length(verrs); i++)
-			if ((rc = st_buf_printf(out, "  %s\n",
-			                        json_object_get_string(
-			                                json_object_array_get_idx(verrs, i)))) < 0)
-				return rc;
-		if ((rc = st_buf_putc(out, '\n')) < 0)
-			return rc;
-	}
+	if ((rc = st_cli_backup_describe_list(out, "Validation errors", verrs)) < 0)
+		return rc;
 	if ((rc = st_buf_printf(out, "Paused:  %s\n\nSchedule:  %s\n\nBackup Template:\n",
 	                        st_json_get_bool(spec, "paused", false) ? "true" : "false",
 	                        cron != NULL ? cron : "<none>")) < 0)
@@ -356,9 +346,9 @@ static const struct option get_longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static int describe_one(struct st_buf *out, struct json_object *schedule, int details)
+static int describe_one(struct st_buf *out, struct json_object *schedule, void *payload)
 {
-	(void)details;
+	(void)payload;
 	return st_cli_schedule_describe(out, schedule);
 }
 
@@ -379,7 +369,7 @@ static int schedule_show(struct st_cli_ctx *ctx, int argc, char **argv, bool des
 	if (rc >= 0)
 		return rc;
 	return st_cli_show(ctx, &schedule_kind, argv + optind, argc - optind, a.selector, describe,
-	                   0);
+	                   NULL);
 }
 
 static int schedule_get(struct st_cli_ctx *ctx, int argc, char **argv)

@@ -239,6 +239,16 @@ static void test_parsers(void **state)
 	assert_int_equal(st_cli_parse_bool(&b, "false"), 0);
 	assert_false(b);
 	assert_int_equal(st_cli_parse_bool(&b, "yes"), ST_EINVAL);
+	map = json_object_new_object();
+	assert_int_equal(st_cli_add_list(map, "ns", "a,b"), 0);
+	assert_int_equal(st_cli_add_list(map, "ns", "c"), 0);
+	assert_int_equal(st_cli_add_list(map, "bad", "x y"), ST_EINVAL);
+	assert_int_equal(st_cli_add_bool(map, "on", ""), 0);
+	assert_int_equal(st_cli_add_bool(map, "off", "false"), 0);
+	assert_int_equal(st_cli_add_bool(map, "odd", "yes"), ST_EINVAL);
+	assert_string_equal(st_json_to_string(map, NULL),
+	                    "{\"ns\":[\"a\",\"b\",\"c\"],\"on\":true,\"off\":false}");
+	json_object_put(map);
 	assert_true(st_cli_valid_name("nginx-backup-01"));
 	assert_true(st_cli_valid_name("a.b-c"));
 	assert_false(st_cli_valid_name("Nginx"));
