@@ -17,6 +17,7 @@
 
 #include "pkg/backup.h"
 #include "pkg/bsl.h"
+#include "pkg/config.h"
 #include "pkg/dataserver.h"
 #include "pkg/kube.h"
 #include "pkg/restore.h"
@@ -1562,23 +1563,14 @@ enum {
 /* A duration option in milliseconds (at least 1 ms). */
 static int duration_ms(int64_t *out, const char *name, const char *text)
 {
-	long long s = 0;
-	char *end = NULL;
-	double v;
+	long long ms = 0;
 
-	/* st_backup_parse_duration rounds to seconds; ms and fractions are kept here. */
-	errno = 0;
-	v = strtod(text, &end);
-	if (errno == 0 && end != text && end != NULL && strcmp(end, "ms") == 0 && v >= 1) {
-		*out = (int64_t)v;
-		return 0;
-	}
-	if (st_backup_parse_duration(&s, text) < 0 || s < 1) {
+	if (st_duration_parse(&ms, text) < 0 || ms < 1) {
 		fprintf(stderr, "stasis server: --%s: want a duration such as 500ms, 30s or 10m\n",
 		        name);
 		return EXIT_USAGE;
 	}
-	*out = (int64_t)s * 1000;
+	*out = (int64_t)ms;
 	return 0;
 }
 
