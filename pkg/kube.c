@@ -14,6 +14,7 @@
 
 #include "pkg/kube_int.h"
 #include "pkg/util/caps.h"
+#include "pkg/util/curlpool.h"
 #include "pkg/util/json.h"
 #include "pkg/util/log.h"
 #include "pkg/util/mem.h"
@@ -22,14 +23,6 @@
 #define TOKEN_REREAD_US (60ull * 1000000ull)
 #define BACKOFF_MAX_MS  5000u
 #define RETRY_AFTER_MAX 60u
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 uint64_t st_kube__now_us(void)
 {
@@ -133,7 +126,7 @@ int st_kube_client_new(struct st_kube_client **out, const struct st_kube_config 
 	*out = NULL;
 	if (opts == NULL)
 		opts = &dflt;
-	if (pthread_once(&curl_once, curl_init) != 0 || curl_init_rc != CURLE_OK) {
+	if (st_curl_global_init() != CURLE_OK) {
 		rc = st_err_set(err, ST_EINTERNAL, "kube: libcurl initialisation failed");
 		goto out;
 	}
