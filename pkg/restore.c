@@ -1528,6 +1528,12 @@ static int pick_backup(struct engine *e, struct st_err *err)
 	int rc;
 
 	if (b != NULL && b[0] != '\0') {
+		/* The name becomes part of object keys; it must not leave backups/<name>/. */
+		if (!st_backup_name_usable(b))
+			return st_err_set(err, ST_EINVAL,
+			                  "spec.backupName \"%s\" is not a backup name (no '/', "
+			                  "'.' or '..'); give the name of a Backup object",
+			                  b);
 		e->backup = b;
 		return 0;
 	}

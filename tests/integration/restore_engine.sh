@@ -11,7 +11,8 @@
 # skipped, volumes before workloads, existing-object policies, filters,
 # storage-class and image mappings from the spec and a Velero ConfigMap, a
 # restore stopped half-way,
-# unknown backup, missing mapping ConfigMap, schedule without backups). Last
+# unknown backup, a backupName with "/..", missing mapping ConfigMap,
+# schedule without backups). Last
 # the CLI reads what the engine wrote: `stasis restore get|describe
 # --details|logs`, and `restore create` with its errors (unknown backup, bad
 # mapping text) and a Restore object as Velero's flags build it; then the
