@@ -304,7 +304,8 @@ static void test_gnu_tar_reads_ours(void **state)
 		char want[4300];
 
 		assert_true(i < n);
-		snprintf(want, sizeof(want), "%s%s", f[i].name, f[i].dir ? "/" : "");
+		assert_true(snprintf(want, sizeof(want), "%s%s", f[i].name, f[i].dir ? "/" : "") <
+		            (int)sizeof(want));
 		assert_string_equal(line, want);
 	}
 	assert_int_equal(i, n);
@@ -313,7 +314,8 @@ static void test_gnu_tar_reads_ours(void **state)
 	for (i = 0; i < n; i++) {
 		struct stat st;
 
-		snprintf(path, sizeof(path), "%s/x/%s", dir, f[i].name);
+		assert_true(snprintf(path, sizeof(path), "%s/x/%s", dir, f[i].name) <
+		            (int)sizeof(path));
 		assert_int_equal(stat(path, &st), 0);
 		assert_int_equal(st.st_mode & 07777, f[i].mode);
 		if (!f[i].dir) {
@@ -400,7 +402,8 @@ static void check_against_disk(const char *tgz, struct walk *wk)
 			fail_msg("%s: %s", tgz, st_err_text(&err));
 		if (e == NULL)
 			break;
-		snprintf(path, sizeof(path), "%s/%s", wk->root, e->name);
+		assert_true(snprintf(path, sizeof(path), "%s/%s", wk->root, e->name) <
+		            (int)sizeof(path));
 		assert_int_equal(stat(path, &st), 0);
 		assert_int_equal(e->mode, st.st_mode & 07777);
 		assert_int_equal(e->mtime, st.st_mtime);
