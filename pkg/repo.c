@@ -1087,6 +1087,7 @@ struct st_repo_writer {
 	size_t busy; /* jobs queued or being worked on */
 	bool closing;
 	bool workers_done;
+	bool uploading; /* the uploader holds a pack */
 	bool failed;
 	struct st_err err;
 	struct pack_build *handoff;
@@ -1207,13 +1208,18 @@ out:
 	return rc;
 }
 
-/* Hands a sealed pack to the uploader, waiting while it is busy with the previous one. */
+/*
+ * Hands a sealed pack to the uploader, waiting until it is done with the
+ * previous one: two pack buffers (one filling, one uploading) keep the
+ * uploader busy whenever packs fill faster than they upload, and a third
+ * would only add memory.
+ */
 static void pack_handoff(struct st_repo_writer *w, struct pack_build *p)
 {
 	bool drop;
 
 	(void)pthread_mutex_lock(&w->mu);
-	while (w->handoff != NULL && !w->failed)
+	while ((w->handoff != NULL || w->uploading) && !w->failed)
 		(void)pthread_cond_wait(&w->cv_taken, &w->mu);
 	drop = w->failed;
 	if (!drop) {
@@ -1430,7 +1436,7 @@ static void *uploader_main(void *arg)
 			(void)pthread_cond_wait(&w->cv_pack, &w->mu);
 		p = w->handoff;
 		w->handoff = NULL;
-		(void)pthread_cond_broadcast(&w->cv_taken);
+		w->uploading = p != NULL;
 		(void)pthread_mutex_unlock(&w->mu);
 		if (p == NULL)
 			break;
@@ -1448,6 +1454,10 @@ static void *uploader_main(void *arg)
 			(void)pthread_mutex_unlock(&w->mu);
 		}
 		pack_free(w, p);
+		(void)pthread_mutex_lock(&w->mu);
+		w->uploading = false;
+		(void)pthread_cond_broadcast(&w->cv_taken);
+		(void)pthread_mutex_unlock(&w->mu);
 		if (rc < 0)
 			break;
 	}
