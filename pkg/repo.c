@@ -1061,9 +1061,10 @@ struct pack_build {
 	size_t ents_cap;
 };
 
-#define SEG_COUNT   3
+#define SEG_COUNT   2
 #define PACK_ALLOC  (ST_REPO_PACK_TARGET + 4096u)
 #define PACK_SPARES 1
+#define UPLOADERS   2
 /* Trailer of a pack with n entries: header, entries, seal, length and footer. */
 #define TRAILER_LEN(n) (9u + (size_t)(n)*ENTRY_BYTES + SEAL_EXTRA + 12u)
 
@@ -1071,8 +1072,8 @@ struct st_repo_writer {
 	struct st_repo *r;
 	pthread_t workers[8];
 	unsigned nworkers;
-	pthread_t uploader;
-	bool uploader_started;
+	pthread_t uploaders[UPLOADERS];
+	unsigned nuploaders;
 	pthread_mutex_t mu;
 	pthread_cond_t cv_job;
 	pthread_cond_t cv_space;
@@ -1087,7 +1088,7 @@ struct st_repo_writer {
 	size_t busy; /* jobs queued or being worked on */
 	bool closing;
 	bool workers_done;
-	bool uploading; /* the uploader holds a pack */
+	unsigned uploading; /* packs held by uploaders */
 	bool failed;
 	struct st_err err;
 	struct pack_build *handoff;
@@ -1209,17 +1210,17 @@ out:
 }
 
 /*
- * Hands a sealed pack to the uploader, waiting until it is done with the
- * previous one: two pack buffers (one filling, one uploading) keep the
- * uploader busy whenever packs fill faster than they upload, and a third
- * would only add memory.
+ * Hands a sealed pack to an uploader, waiting while all of them are busy:
+ * one pack filling and UPLOADERS uploading keep the store busy whenever packs
+ * fill faster than they upload; a pack waiting in between would only add
+ * memory.
  */
 static void pack_handoff(struct st_repo_writer *w, struct pack_build *p)
 {
 	bool drop;
 
 	(void)pthread_mutex_lock(&w->mu);
-	while ((w->handoff != NULL || w->uploading) && !w->failed)
+	while ((w->handoff != NULL || w->uploading >= w->nuploaders) && !w->failed)
 		(void)pthread_cond_wait(&w->cv_taken, &w->mu);
 	drop = w->failed;
 	if (!drop) {
@@ -1421,6 +1422,13 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+static void join_uploaders(struct st_repo_writer *w)
+{
+	for (unsigned i = 0; i < w->nuploaders; i++)
+		(void)pthread_join(w->uploaders[i], NULL);
+	w->nuploaders = 0;
+}
+
 static void *uploader_main(void *arg)
 {
 	struct st_repo_writer *w = arg;
@@ -1436,7 +1444,8 @@ static void *uploader_main(void *arg)
 			(void)pthread_cond_wait(&w->cv_pack, &w->mu);
 		p = w->handoff;
 		w->handoff = NULL;
-		w->uploading = p != NULL;
+		if (p != NULL)
+			w->uploading++;
 		(void)pthread_mutex_unlock(&w->mu);
 		if (p == NULL)
 			break;
@@ -1455,7 +1464,7 @@ static void *uploader_main(void *arg)
 		}
 		pack_free(w, p);
 		(void)pthread_mutex_lock(&w->mu);
-		w->uploading = false;
+		w->uploading--;
 		(void)pthread_cond_broadcast(&w->cv_taken);
 		(void)pthread_mutex_unlock(&w->mu);
 		if (rc < 0)
@@ -1487,11 +1496,13 @@ int st_repo_writer_new(struct st_repo_writer **out, struct st_repo *r, unsigned 
 		w->segs[i].next_free = w->seg_free;
 		w->seg_free = &w->segs[i];
 	}
-	if (pthread_create(&w->uploader, NULL, uploader_main, w) != 0) {
-		st_repo_writer_free(w);
-		return st_err_set(err, ST_EINTERNAL, "cannot start the uploader thread");
+	for (unsigned i = 0; i < UPLOADERS; i++) {
+		if (pthread_create(&w->uploaders[i], NULL, uploader_main, w) != 0) {
+			st_repo_writer_free(w);
+			return st_err_set(err, ST_EINTERNAL, "cannot start the uploader threads");
+		}
+		w->nuploaders++;
 	}
-	w->uploader_started = true;
 	for (unsigned i = 0; i < jobs; i++) {
 		if (pthread_create(&w->workers[i], NULL, worker_main, w) != 0) {
 			st_repo_writer_free(w);
@@ -1783,9 +1794,7 @@ int st_repo_writer_finish(struct st_repo_writer *w, struct st_err *err)
 	w->workers_done = true;
 	(void)pthread_cond_broadcast(&w->cv_pack);
 	(void)pthread_mutex_unlock(&w->mu);
-	if (w->uploader_started)
-		(void)pthread_join(w->uploader, NULL);
-	w->uploader_started = false;
+	join_uploaders(w);
 	if (w->failed)
 		return st_err_set(err, w->err.code, "%s", w->err.msg);
 	/* Packs are durable before the index that names them is written, and so on. */
@@ -1810,14 +1819,13 @@ void st_repo_writer_free(struct st_repo_writer *w)
 {
 	if (w == NULL)
 		return;
-	if (w->nworkers > 0 || w->uploader_started) {
+	if (w->nworkers > 0 || w->nuploaders > 0) {
 		struct st_err e = ST_ERR_INIT;
 
 		(void)st_err_set(&e, ST_EINTERNAL, "writer stopped");
 		writer_fail(w, &e);
 		writer_stop(w);
-		if (w->uploader_started)
-			(void)pthread_join(w->uploader, NULL);
+		join_uploaders(w);
 	}
 	for (size_t i = 0; i < w->qn; i++) {
 		const struct job *j = &w->q[(w->qhead + i) % QUEUE_SLOTS];

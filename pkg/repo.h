@@ -5,7 +5,7 @@
  *   config                   plaintext JSON: format version, chunker sizes, scrypt
  *                            parameters and the master key wrapped by the key-encryption
  *                            key derived from the user's key (password or key file)
- *   data/<xx>/<pack id>      packs of ~16 MiB: header, encrypted blobs, encrypted pack index
+ *   data/<xx>/<pack id>      packs of ~8 MiB: header, encrypted blobs, encrypted pack index
  *   index/<id>               encrypted lists of (chunk id -> pack, offset, length)
  *   snapshots/<id>           encrypted snapshot descriptions (time, host, tag, tree chunk ids)
  *   locks/<id>               plaintext JSON naming a running backup or gc
@@ -38,7 +38,7 @@
 #include "pkg/util/err.h"
 
 #define ST_REPO_ID_LEN        32
-#define ST_REPO_PACK_TARGET   (16u * 1024u * 1024u)
+#define ST_REPO_PACK_TARGET   (8u * 1024u * 1024u)
 #define ST_REPO_PACK_MAX      (64u * 1024u * 1024u) /* target + last blob + trailer, bounded */
 #define ST_REPO_KEY_MAX       4096
 #define ST_REPO_SNAPSHOT_MAX  (16u * 1024u * 1024u)
@@ -116,12 +116,12 @@ int st_repo_open_blob(uint8_t **out, size_t *len_out, struct st_repo *r, struct 
 
 /*
  * The writer: a small pool of worker threads hashes chunks (segment chunks,
- * below), compresses and encrypts the new ones into packs while one uploader
- * thread stores sealed packs, so pack building overlaps uploads. A pack is
+ * below), compresses and encrypts the new ones into packs while two uploader
+ * threads store sealed packs, so pack building overlaps uploads. A pack is
  * closed before it would pass ST_REPO_PACK_TARGET bytes, so it is one PUT on
- * S3. Memory is bounded: four segments of file data, at most 4 MiB of copied
- * chunks waiting for the workers, one pack being filled, one handed over and
- * one being uploaded.
+ * S3. Memory is bounded: two segments of file data, at most 4 MiB of copied
+ * chunks waiting for the workers, one pack being filled and at most two being
+ * uploaded.
  */
 struct st_repo_writer;
 struct st_repo_writer_stats {
@@ -136,7 +136,7 @@ int st_repo_writer_new(struct st_repo_writer **out, struct st_repo *r, unsigned 
 /*
  * Adds a chunk whose id the caller computed. Known chunks cost nothing; new
  * ones are copied and queued (blocks while the queue is full). Returns 0, or
- * the first error any worker or the uploader hit.
+ * the first error any worker or uploader hit.
  */
 int st_repo_writer_add(struct st_repo_writer *w, const uint8_t id[ST_REPO_ID_LEN], const void *data,
                        size_t len, struct st_err *err) ST_WARN_UNUSED;
