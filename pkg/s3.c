@@ -1294,31 +1294,15 @@ out:
 	return rc;
 }
 
-struct mem_src {
-	const char *p;
-	size_t left;
-};
-
-static long mem_read(void *buf, size_t cap, void *payload)
-{
-	struct mem_src *m = payload;
-	size_t n = m->left < cap ? m->left : cap;
-
-	memcpy(buf, m->p, n);
-	m->p += n;
-	m->left -= n;
-	return (long)n;
-}
-
 int st_s3_put_mem(struct st_s3_client *c, const char *key, const void *data, size_t len,
                   bool if_none_match, struct st_err *err)
 {
-	struct mem_src m = { data, len };
+	struct st_mem_reader m = { data, len };
 
 	/* A NULL body would make the PUT go out without one. */
 	if (len <= c->part_size)
 		return put_single(c, key, data != NULL ? data : "", len, if_none_match, err);
-	return st_s3_put(c, key, len, mem_read, &m, if_none_match, err);
+	return st_s3_put(c, key, len, st_mem_read, &m, if_none_match, err);
 }
 
 int st_s3_count_uploads(struct st_s3_client *c, const char *prefix, unsigned *n_out,

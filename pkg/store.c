@@ -50,31 +50,15 @@ int st_store_put(struct st_store *s, const char *key, uint64_t size, st_store_re
 	return s->vt->put(s, key, size, rd, payload, if_absent, err);
 }
 
-struct mem_reader {
-	const char *p;
-	size_t left;
-};
-
-static long mem_read(void *buf, size_t cap, void *payload)
-{
-	struct mem_reader *m = payload;
-	size_t n = m->left < cap ? m->left : cap;
-
-	memcpy(buf, m->p, n);
-	m->p += n;
-	m->left -= n;
-	return (long)n;
-}
-
 int st_store_put_mem(struct st_store *s, const char *key, const void *data, size_t len,
                      bool if_absent, struct st_err *err)
 {
-	struct mem_reader m = { data, len };
+	struct st_mem_reader m = { data, len };
 
 	/* Backends that copy a streamed body to resend it can send this one as it is. */
 	if (s->vt->put_mem != NULL)
 		return s->vt->put_mem(s, key, data, len, if_absent, err);
-	return s->vt->put(s, key, len, mem_read, &m, if_absent, err);
+	return s->vt->put(s, key, len, st_mem_read, &m, if_absent, err);
 }
 
 int st_store_get(struct st_store *s, const char *key, uint64_t off, uint64_t len,

@@ -183,3 +183,14 @@ out:
 	(void)fclose(f);
 	return rc;
 }
+
+long st_mem_read(void *buf, size_t cap, void *payload)
+{
+	struct st_mem_reader *m = payload;
+	size_t n = m->left < cap ? m->left : cap;
+
+	memcpy(buf, m->p, n);
+	m->p += n;
+	m->left -= n;
+	return (long)n;
+}

@@ -56,4 +56,14 @@ int st_read_secret_file(char **out, size_t *len_out, const char *path, size_t ma
 /* Text pointer, "" for an empty buffer; borrowed. */
 const char *st_buf_cstr(const struct st_buf *b);
 
+/*
+ * A body read from memory by the streamed-put callbacks of pkg/store.h and
+ * pkg/s3.h: copies up to cap bytes and advances; 0 at the end.
+ */
+struct st_mem_reader {
+	const char *p;
+	size_t left;
+};
+long st_mem_read(void *buf, size_t cap, void *payload);
+
 #endif
