@@ -18,16 +18,19 @@ A=$T/vol/a B=$T/vol/b C=$T/vol/c
 agent_start --volume "$A" --volume "$B" --volume "$C" --default-deadline 1m30s
 
 # --- a writer blocks while frozen and loses nothing -------------------------
+# The count is renamed into place, so a reader never sees a truncated file.
 (
 	i=0
 	while [ ! -e "$T/stop" ]; do
 		i=$((i + 1))
 		echo "record $i" >>"$A/log"
-		echo $i >"$T/progress"
+		echo $i >"$T/progress.new"
+		mv "$T/progress.new" "$T/progress"
 		sleep 0.01
 	done
 ) &
 WRITER=$!
+CLEANUP_HOOKS+=("touch $T/stop; kill $WRITER 2>/dev/null")
 sleep 0.5
 out=$("$AGENT" freeze --volume a --volume b --timeout 30s)
 [ "$(jq -r .frozen <<<"$out")" = true ] || fail "freeze answer: $out"
