@@ -33,7 +33,7 @@
 #define MOUNT_TARGET     "/stasis/target"
 #define NAME_CAP         254
 #define POLL_MS          200
-#define CAP_SECRET_FILE  (64u * 1024u)
+#define CAP_CA_FILE      (64u * 1024u)
 #define PROGRESS_MS      1000
 #define DEFAULT_PARALLEL 4
 #define CREATE_PARALLEL  16
@@ -87,7 +87,8 @@ struct phase {
 	size_t ntargets;
 	struct st_kube_gvr pods, pvcs, secrets, snaps;
 	/* Read and opened once per phase, for every mover. */
-	struct st_buf key;    /* the repository key */
+	char *key; /* the repository key (st_read_secret_file) */
+	size_t key_len;
 	struct st_buf ca;     /* the data door CA */
 	struct st_repo *repo; /* a backup's repository, where its movers' snapshots land */
 	int64_t start_ms;
@@ -762,24 +763,32 @@ static char *b64(const void *data, size_t n)
 	return out;
 }
 
-static void wipe(struct st_buf *b)
-{
-	if (b->ptr != NULL)
-		explicit_bzero(b->ptr, b->len);
-	st_buf_dispose(b);
-}
-
-static int read_secret_file(struct st_buf *b, const char *path, const char *what,
-                            struct st_err *err)
+/*
+ * The repository key, read as stasis-agent reads it (trailing CR and LF
+ * dropped, no copies left behind), so the controller and its movers derive
+ * the same key from one file.
+ */
+static int read_repo_key(char **key, size_t *len, const char *path, struct st_err *err)
 {
 	int rc;
 
-	st_buf_init(b, CAP_SECRET_FILE);
 	if (path == NULL)
-		return st_err_set(err, ST_EINVAL, "%s is not configured", what);
+		return st_err_set(err, ST_EINVAL, "the repository key file is not configured");
+	if ((rc = st_read_secret_file(key, len, path, ST_REPO_KEY_MAX, err)) < 0)
+		st_err_prefix(err, "the repository key file");
+	return rc;
+}
+
+/* The data door CA, PEM text for the movers' Secrets. */
+static int read_ca_file(struct st_buf *b, const char *path, struct st_err *err)
+{
+	int rc;
+
+	if (path == NULL)
+		return st_err_set(err, ST_EINVAL, "the data door CA file is not configured");
 	if ((rc = st_buf_read_file(b, path, err)) < 0)
-		return st_err_set(err, rc, "%s: %s", what, st_err_text(err));
-	return 0;
+		st_err_prefix(err, "the data door CA file");
+	return rc;
 }
 
 static void add_b64(struct json_object *data, const char *key, const void *ptr, size_t len)
@@ -816,7 +825,7 @@ static struct json_object *mover_secret(struct phase *p, const struct vol *v, co
 	st_json_add_str(s, "kind", "Secret");
 	json_object_object_add(s, "metadata", temp_meta(p, v));
 	st_json_add_str(s, "type", "Opaque");
-	add_b64(data, "repo-key", p->key.ptr, p->key.len);
+	add_b64(data, "repo-key", p->key, p->key_len);
 	add_b64(data, "token", token, strlen(token));
 	add_b64(data, "ca.crt", p->ca.ptr, p->ca.len);
 	json_object_object_add(s, "data", data);
@@ -1143,10 +1152,10 @@ static int read_mover_files(struct phase *p, struct st_err *err)
 {
 	int rc;
 
-	if (p->key.ptr == NULL && (rc = read_secret_file(&p->key, p->cfg->repo_key_file,
-	                                                 "the repository key file", err)) < 0)
+	if (p->key == NULL &&
+	    (rc = read_repo_key(&p->key, &p->key_len, p->cfg->repo_key_file, err)) < 0)
 		return rc;
-	return read_secret_file(&p->ca, p->cfg->data_ca_file, "the data door CA file", err);
+	return read_ca_file(&p->ca, p->cfg->data_ca_file, err);
 }
 
 static void move_data(struct phase *p)
@@ -1233,19 +1242,18 @@ static int open_repo(struct phase *p, struct st_err *err)
 		return st_err_set(err, ST_EINVAL,
 		                  "the controller has no repository for volume data (is the "
 		                  "storage location usable?)");
-	if ((rc = read_secret_file(&p->key, p->cfg->repo_key_file, "the repository key file",
-	                           err)) < 0)
+	if ((rc = read_repo_key(&p->key, &p->key_len, p->cfg->repo_key_file, err)) < 0)
 		return rc;
 	rc = st_store_head(s, "config", &size, err);
 	if (rc == ST_ENOTFOUND) {
 		st_err_clear(err);
-		if ((rc = st_repo_init(s, p->key.ptr, p->key.len, err)) < 0)
+		if ((rc = st_repo_init(s, p->key, p->key_len, err)) < 0)
 			return rc;
 		plog(p, "info", "created the volume repository");
 	} else if (rc < 0) {
 		return rc;
 	}
-	return st_repo_open(&p->repo, s, p->key.ptr, p->key.len, err);
+	return st_repo_open(&p->repo, s, p->key, p->key_len, err);
 }
 
 /* The resource types the phase and the cleanup touch. */
@@ -1269,8 +1277,7 @@ static int phase_init(struct phase *p, const struct st_volumes_config *cfg, stru
 	p->c = cfg->c;
 	p->start_ms = wall_ms();
 	p->progress_ms = p->start_ms;
-	st_buf_init(&p->key, CAP_SECRET_FILE);
-	st_buf_init(&p->ca, CAP_SECRET_FILE);
+	st_buf_init(&p->ca, CAP_CA_FILE);
 	return kube_types(&p->pods, &p->pvcs, &p->secrets, &p->snaps, err);
 }
 
@@ -1284,7 +1291,8 @@ static void phase_dispose(struct phase *p)
 	for (i = 0; i < p->nvols; i++)
 		json_object_put(p->vols[i].tolerations);
 	free(p->vols);
-	wipe(&p->key);
+	if (p->key != NULL)
+		st_freezero(p->key, p->key_len + 1);
 	st_buf_dispose(&p->ca);
 	st_repo_free(p->repo);
 }
@@ -1590,7 +1598,8 @@ int st_volumes_forget(struct st_store *repo_store, const char *repo_key_file, co
 	struct st_repo_gc_report gc;
 	struct forget_ctx f;
 	struct st_repo *r = NULL;
-	struct st_buf key;
+	char *key = NULL;
+	size_t key_len = 0;
 	uint64_t size = 0;
 	size_t i;
 	int rc;
@@ -1609,12 +1618,10 @@ int st_volumes_forget(struct st_store *repo_store, const char *repo_key_file, co
 	}
 	if (rc < 0)
 		return rc;
-	if ((rc = read_secret_file(&key, repo_key_file, "the repository key file", err)) < 0) {
-		wipe(&key);
+	if ((rc = read_repo_key(&key, &key_len, repo_key_file, err)) < 0)
 		return rc;
-	}
-	rc = st_repo_open(&r, repo_store, key.ptr, key.len, err);
-	wipe(&key);
+	rc = st_repo_open(&r, repo_store, key, key_len, err);
+	st_freezero(key, key_len + 1);
 	if (rc < 0)
 		return rc;
 	(void)snprintf(f.prefix, sizeof(f.prefix), "%s/", backup);
