@@ -606,13 +606,6 @@ int st_kube__status_error(struct st_err *err, const struct st_kube_config *cfg,
 
 /* ---- retry loop ------------------------------------------------------------------------- */
 
-static bool transient(CURLcode cc)
-{
-	return cc == CURLE_COULDNT_CONNECT || cc == CURLE_OPERATION_TIMEDOUT ||
-	       cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR || cc == CURLE_GOT_NOTHING ||
-	       cc == CURLE_PARTIAL_FILE || cc == CURLE_COULDNT_RESOLVE_HOST;
-}
-
 /*
  * Whether an attempt may be repeated. A 429 or a refused connection means the
  * server did nothing, so any verb may retry; other failures only for GET.
@@ -624,7 +617,7 @@ static bool may_retry(const struct st_kube__req *r, CURLcode cc, long http)
 	if (r->no_retry)
 		return false;
 	if (cc != CURLE_OK)
-		return cc == CURLE_COULDNT_CONNECT || (idempotent && transient(cc));
+		return cc == CURLE_COULDNT_CONNECT || (idempotent && st_curl_retryable(cc));
 	if (http == 429)
 		return true;
 	return idempotent && (http == 500 || http == 502 || http == 503 || http == 504);
