@@ -11,6 +11,7 @@
 #include "pkg/util/buf.h"
 #include "pkg/util/caps.h"
 #include "pkg/util/json.h"
+#include "pkg/util/jsonw.h"
 #include "pkg/util/mem.h"
 
 #define MAX_VOLUMES 64
@@ -263,107 +264,140 @@ static enum st_inject_outcome decide(struct plan *p, struct st_admission_result 
 	return ST_INJECT_INJECTED;
 }
 
-static struct json_object *env_var(const char *name, const char *value, const char *field)
+/*
+ * The patch is written as text (pkg/util/jsonw.h): it is built once per
+ * admission, and a json-c tree only to print it cost more than the decision.
+ */
+
+static void env_value(struct st_jw *w, const char *name, const char *value)
 {
-	struct json_object *e = json_object_new_object();
-
-	st_json_add_str(e, "name", name);
-	if (field != NULL) {
-		struct json_object *vf = json_object_new_object();
-		struct json_object *fr = json_object_new_object();
-
-		st_json_add_str(fr, "fieldPath", field);
-		json_object_object_add(vf, "fieldRef", fr);
-		json_object_object_add(e, "valueFrom", vf);
-	} else {
-		st_json_add_str(e, "value", value);
-	}
-	return e;
+	st_jw_obj(w);
+	st_jw_kstr(w, "name", name);
+	st_jw_kstr(w, "value", value);
+	st_jw_end(w);
 }
 
-/* Appends NULL-terminated string arguments to a JSON array. */
-static void add_args(struct json_object *arr, ...)
+static void env_field(struct st_jw *w, const char *name, const char *field)
+{
+	st_jw_obj(w);
+	st_jw_kstr(w, "name", name);
+	st_jw_key(w, "valueFrom");
+	st_jw_obj(w);
+	st_jw_key(w, "fieldRef");
+	st_jw_obj(w);
+	st_jw_kstr(w, "fieldPath", field);
+	st_jw_end(w);
+	st_jw_end(w);
+	st_jw_end(w);
+}
+
+/* Writes NULL-terminated string arguments as array elements. */
+static void add_args(struct st_jw *w, ...)
 {
 	va_list ap;
 	const char *a;
 
-	va_start(ap, arr);
+	va_start(ap, w);
 	while ((a = va_arg(ap, const char *)) != NULL)
-		json_object_array_add(arr, json_object_new_string(a));
+		st_jw_str(w, a);
 	va_end(ap);
 }
 
-static struct json_object *freezer_container(const struct plan *p,
-                                             const struct st_webhook_config *cfg)
+static void volume_mount(struct st_jw *w, const char *name, const char *path, bool read_only)
 {
-	struct json_object *c = json_object_new_object();
-	struct json_object *cmd = json_object_new_array();
-	struct json_object *mounts = json_object_new_array();
-	struct json_object *env = json_object_new_array();
-	struct json_object *res = json_object_new_object();
-	struct json_object *req = json_object_new_object();
-	struct json_object *lim = json_object_new_object();
-	struct json_object *sc = json_object_new_object();
-	struct json_object *port = json_object_new_object();
-	struct json_object *ports = json_object_new_array();
+	st_jw_obj(w);
+	st_jw_kstr(w, "name", name);
+	st_jw_kstr(w, "mountPath", path);
+	if (read_only) {
+		st_jw_key(w, "readOnly");
+		st_jw_bool(w, true);
+	}
+	st_jw_end(w);
+}
+
+static void freezer_container(struct st_jw *w, const struct plan *p,
+                              const struct st_webhook_config *cfg)
+{
 	struct st_buf paths = ST_BUF_INIT(ST_CAP_PATCH);
 	char timeout[32];
 	char port_text[16];
 
-	st_json_add_str(c, "name", ST_FREEZER_NAME);
-	st_json_add_str(c, "image", cfg->image);
-	st_json_add_str(c, "imagePullPolicy", cfg->image_pull_policy);
 	st_duration_format(timeout, sizeof(timeout), p->freeze_timeout_ms);
 	(void)snprintf(port_text, sizeof(port_text), "%lld", cfg->agent_port);
-	add_args(cmd, cfg->agent_path, "serve", "--volumes-dir", ST_VOLUME_ROOT_DIR,
+	st_jw_obj(w);
+	st_jw_kstr(w, "name", ST_FREEZER_NAME);
+	st_jw_kstr(w, "image", cfg->image);
+	st_jw_kstr(w, "imagePullPolicy", cfg->image_pull_policy);
+	st_jw_key(w, "command");
+	st_jw_arr(w);
+	add_args(w, cfg->agent_path, "serve", "--volumes-dir", ST_VOLUME_ROOT_DIR,
 	         "--default-deadline", timeout, (char *)NULL);
 	/* The HTTPS control API needs the agent's certificate; without it only the
 	 * Unix socket (Velero exec hooks) is served. */
 	if (cfg->agent_tls_secret != NULL)
-		add_args(cmd, "--listen", "0.0.0.0", "--port", port_text, "--cert",
+		add_args(w, "--listen", "0.0.0.0", "--port", port_text, "--cert",
 		         ST_AGENT_TLS_DIR "/tls.crt", "--key", ST_AGENT_TLS_DIR "/tls.key",
 		         "--client-ca", ST_AGENT_TLS_DIR "/ca.crt", (char *)NULL);
-	json_object_object_add(c, "command", cmd);
+	st_jw_end(w);
+	st_jw_key(w, "volumeMounts");
+	st_jw_arr(w);
 	for (size_t i = 0; i < p->nvolumes; i++) {
-		struct json_object *m = json_object_new_object();
 		char mp[300];
 
 		(void)snprintf(mp, sizeof(mp), ST_VOLUME_ROOT "%s", p->volumes[i]);
-		st_json_add_str(m, "name", p->volumes[i]);
-		st_json_add_str(m, "mountPath", mp);
-		json_object_array_add(mounts, m);
+		volume_mount(w, p->volumes[i], mp, false);
 		(void)!st_buf_printf(&paths, "%s%s", i ? "," : "", mp);
 	}
-	if (cfg->agent_tls_secret != NULL) {
-		struct json_object *m = json_object_new_object();
-
-		st_json_add_str(m, "name", "stasis-agent-tls");
-		st_json_add_str(m, "mountPath", ST_AGENT_TLS_DIR);
-		json_object_object_add(m, "readOnly", json_object_new_boolean(1));
-		json_object_array_add(mounts, m);
-	}
-	json_object_object_add(c, "volumeMounts", mounts);
-	json_object_array_add(env, env_var("STASIS_POD_NAME", NULL, "metadata.name"));
-	json_object_array_add(env, env_var("STASIS_POD_NAMESPACE", NULL, "metadata.namespace"));
-	json_object_array_add(env, env_var("STASIS_VOLUMES", st_buf_cstr(&paths), NULL));
-	json_object_array_add(env, env_var("STASIS_FREEZE_TIMEOUT", timeout, NULL));
-	json_object_object_add(c, "env", env);
-	st_json_add_str(port, "name", "stasis-agent");
-	json_object_object_add(port, "containerPort", json_object_new_int64(cfg->agent_port));
-	json_object_array_add(ports, port);
-	json_object_object_add(c, "ports", ports);
-	st_json_add_str(req, "cpu", cfg->cpu_request);
-	st_json_add_str(req, "memory", cfg->memory_request);
-	st_json_add_str(lim, "memory", cfg->memory_limit);
-	json_object_object_add(res, "requests", req);
-	json_object_object_add(res, "limits", lim);
-	json_object_object_add(c, "resources", res);
-	json_object_object_add(sc, "privileged", json_object_new_boolean(1));
-	json_object_object_add(c, "securityContext", sc);
+	if (cfg->agent_tls_secret != NULL)
+		volume_mount(w, "stasis-agent-tls", ST_AGENT_TLS_DIR, true);
+	st_jw_end(w);
+	st_jw_key(w, "env");
+	st_jw_arr(w);
+	env_field(w, "STASIS_POD_NAME", "metadata.name");
+	env_field(w, "STASIS_POD_NAMESPACE", "metadata.namespace");
+	env_value(w, "STASIS_VOLUMES", st_buf_cstr(&paths));
+	env_value(w, "STASIS_FREEZE_TIMEOUT", timeout);
+	st_jw_end(w);
+	st_jw_key(w, "ports");
+	st_jw_arr(w);
+	st_jw_obj(w);
+	st_jw_kstr(w, "name", "stasis-agent");
+	st_jw_key(w, "containerPort");
+	st_jw_int(w, cfg->agent_port);
+	st_jw_end(w);
+	st_jw_end(w);
+	st_jw_key(w, "resources");
+	st_jw_obj(w);
+	st_jw_key(w, "requests");
+	st_jw_obj(w);
+	st_jw_kstr(w, "cpu", cfg->cpu_request);
+	st_jw_kstr(w, "memory", cfg->memory_request);
+	st_jw_end(w);
+	st_jw_key(w, "limits");
+	st_jw_obj(w);
+	st_jw_kstr(w, "memory", cfg->memory_limit);
+	st_jw_end(w);
+	st_jw_end(w);
+	st_jw_key(w, "securityContext");
+	st_jw_obj(w);
+	st_jw_key(w, "privileged");
+	st_jw_bool(w, true);
+	st_jw_end(w);
 	if (p->native)
-		st_json_add_str(c, "restartPolicy", "Always");
+		st_jw_kstr(w, "restartPolicy", "Always");
+	st_jw_end(w);
 	st_buf_dispose(&paths);
-	return c;
+}
+
+static void agent_tls_volume(struct st_jw *w, const struct st_webhook_config *cfg)
+{
+	st_jw_obj(w);
+	st_jw_kstr(w, "name", "stasis-agent-tls");
+	st_jw_key(w, "secret");
+	st_jw_obj(w);
+	st_jw_kstr(w, "secretName", cfg->agent_tls_secret);
+	st_jw_end(w);
+	st_jw_end(w);
 }
 
 static bool has_velero_hooks(struct json_object *ann, const char **which)
@@ -382,111 +416,168 @@ static bool has_velero_hooks(struct json_object *ann, const char **which)
 	return false;
 }
 
-/* The annotations stasis adds, as a new object. */
-static struct json_object *our_annotations(const struct plan *p,
-                                           const struct st_webhook_config *cfg, bool hooks)
-{
-	struct json_object *a = json_object_new_object();
-	struct st_buf b = ST_BUF_INIT(ST_CAP_PATCH);
+#define MAX_OUR_ANNOTATIONS 10
+
+/* The annotations stasis adds: keys and values, with the storage the values need. */
+struct annotations {
+	const char *key[MAX_OUR_ANNOTATIONS];
+	const char *value[MAX_OUR_ANNOTATIONS];
+	size_t n;
+	struct st_buf volumes;
+	struct st_buf pre_cmd;
+	struct st_buf post_cmd;
 	char timeout[32];
 	char hook_timeout[32];
 	char port[16];
-	struct json_object *cmd;
+};
 
-	st_duration_format(timeout, sizeof(timeout), p->freeze_timeout_ms);
-	st_duration_format(hook_timeout, sizeof(hook_timeout), cfg->hook_timeout_ms);
-	st_json_add_str(a, ST_ANN_INJECTED, ST_INJECT_VERSION);
-	for (size_t i = 0; i < p->nvolumes; i++)
-		(void)!st_buf_printf(&b, "%s%s", i ? "," : "", p->volumes[i]);
-	st_json_add_str(a, ST_ANN_VOLUMES, st_buf_cstr(&b));
-	(void)snprintf(port, sizeof(port), "%lld", cfg->agent_port);
-	st_json_add_str(a, ST_ANN_AGENT_PORT, port);
-	if (hooks) {
-		cmd = json_object_new_array();
-		json_object_array_add(cmd, json_object_new_string(cfg->agent_path));
-		json_object_array_add(cmd, json_object_new_string("freeze"));
-		json_object_array_add(cmd, json_object_new_string("--timeout"));
-		json_object_array_add(cmd, json_object_new_string(timeout));
-		st_json_add_str(a, "pre.hook.backup.velero.io/container", ST_FREEZER_NAME);
-		st_json_add_str(a, "pre.hook.backup.velero.io/command",
-		                st_json_to_string(cmd, NULL));
-		json_object_put(cmd);
-		st_json_add_str(a, "pre.hook.backup.velero.io/on-error", "Fail");
-		st_json_add_str(a, "pre.hook.backup.velero.io/timeout", hook_timeout);
-		cmd = json_object_new_array();
-		json_object_array_add(cmd, json_object_new_string(cfg->agent_path));
-		json_object_array_add(cmd, json_object_new_string("thaw"));
-		st_json_add_str(a, "post.hook.backup.velero.io/container", ST_FREEZER_NAME);
-		st_json_add_str(a, "post.hook.backup.velero.io/command",
-		                st_json_to_string(cmd, NULL));
-		json_object_put(cmd);
-		st_json_add_str(a, "post.hook.backup.velero.io/timeout", hook_timeout);
-	}
-	st_buf_dispose(&b);
-	return a;
+static void annotate(struct annotations *a, const char *key, const char *value)
+{
+	a->key[a->n] = key;
+	a->value[a->n] = value;
+	a->n++;
 }
 
-static int add_annotations(struct json_object *patch, struct json_object *meta,
-                           struct json_object *ours)
+/* A hook command: the JSON text of an argument array, as Velero reads it. */
+static const char *hook_command(struct st_buf *b, const char *agent, const char *verb,
+                                const char *timeout)
 {
-	struct json_object *ann = st_json_get_obj(meta, "annotations");
-	int rc;
+	struct st_jw w;
+
+	st_jw_init(&w, b);
+	st_jw_arr(&w);
+	add_args(&w, agent, verb, (char *)NULL);
+	if (timeout != NULL)
+		add_args(&w, "--timeout", timeout, (char *)NULL);
+	st_jw_end(&w);
+	return st_jw_finish(&w) == 0 ? st_buf_cstr(b) : "";
+}
+
+static void our_annotations(struct annotations *a, const struct plan *p,
+                            const struct st_webhook_config *cfg, bool hooks)
+{
+	memset(a, 0, sizeof(*a));
+	st_buf_init(&a->volumes, ST_CAP_PATCH);
+	st_buf_init(&a->pre_cmd, ST_CAP_PATCH);
+	st_buf_init(&a->post_cmd, ST_CAP_PATCH);
+	st_duration_format(a->timeout, sizeof(a->timeout), p->freeze_timeout_ms);
+	st_duration_format(a->hook_timeout, sizeof(a->hook_timeout), cfg->hook_timeout_ms);
+	(void)snprintf(a->port, sizeof(a->port), "%lld", cfg->agent_port);
+	for (size_t i = 0; i < p->nvolumes; i++)
+		(void)!st_buf_printf(&a->volumes, "%s%s", i ? "," : "", p->volumes[i]);
+	annotate(a, ST_ANN_INJECTED, ST_INJECT_VERSION);
+	annotate(a, ST_ANN_VOLUMES, st_buf_cstr(&a->volumes));
+	annotate(a, ST_ANN_AGENT_PORT, a->port);
+	if (!hooks)
+		return;
+	annotate(a, "pre.hook.backup.velero.io/container", ST_FREEZER_NAME);
+	annotate(a, "pre.hook.backup.velero.io/command",
+	         hook_command(&a->pre_cmd, cfg->agent_path, "freeze", a->timeout));
+	annotate(a, "pre.hook.backup.velero.io/on-error", "Fail");
+	annotate(a, "pre.hook.backup.velero.io/timeout", a->hook_timeout);
+	annotate(a, "post.hook.backup.velero.io/container", ST_FREEZER_NAME);
+	annotate(a, "post.hook.backup.velero.io/command",
+	         hook_command(&a->post_cmd, cfg->agent_path, "thaw", NULL));
+	annotate(a, "post.hook.backup.velero.io/timeout", a->hook_timeout);
+}
+
+static void annotations_dispose(struct annotations *a)
+{
+	st_buf_dispose(&a->volumes);
+	st_buf_dispose(&a->pre_cmd);
+	st_buf_dispose(&a->post_cmd);
+}
+
+/* {"op":"add","path":path,"value": ... the caller writes the value and closes. */
+static void add_op(struct st_jw *w, const char *path)
+{
+	st_jw_obj(w);
+	st_jw_kstr(w, "op", "add");
+	st_jw_kstr(w, "path", path);
+	st_jw_key(w, "value");
+}
+
+static void annotation_map(struct st_jw *w, const struct annotations *a)
+{
+	st_jw_obj(w);
+	for (size_t i = 0; i < a->n; i++)
+		st_jw_kstr(w, a->key[i], a->value[i]);
+	st_jw_end(w);
+}
+
+/* Adds ours to the pod's annotations, creating the map (or metadata) when absent. */
+static int add_annotations(struct st_jw *w, struct json_object *meta, const struct annotations *a)
+{
+	struct st_buf path = ST_BUF_INIT(ST_CAP_PATCH);
+	int rc = 0;
 
 	if (meta == NULL) {
-		struct json_object *m = json_object_new_object();
-
-		json_object_object_add(m, "annotations", ours);
-		return st_jsonpatch_add_op(patch, "add", "/metadata", m);
+		add_op(w, "/metadata");
+		st_jw_obj(w);
+		st_jw_key(w, "annotations");
+		annotation_map(w, a);
+		st_jw_end(w);
+		st_jw_end(w);
+		return 0;
 	}
-	if (ann == NULL)
-		return st_jsonpatch_add_op(patch, "add", "/metadata/annotations", ours);
-	json_object_object_foreach(ours, k, v)
-	{
-		struct st_buf path = ST_BUF_INIT(ST_CAP_PATCH);
-
+	if (st_json_get_obj(meta, "annotations") == NULL) {
+		add_op(w, "/metadata/annotations");
+		annotation_map(w, a);
+		st_jw_end(w);
+		return 0;
+	}
+	for (size_t i = 0; i < a->n && rc == 0; i++) {
+		st_buf_clear(&path);
 		rc = st_buf_puts(&path, "/metadata/annotations");
 		if (rc == 0)
-			rc = st_jsonpatch_path_append(&path, k);
-		if (rc == 0)
-			rc = st_jsonpatch_add_op(patch, "add", st_buf_cstr(&path),
-			                         json_object_get(v));
-		st_buf_dispose(&path);
-		if (rc < 0) {
-			json_object_put(ours);
-			return rc;
+			rc = st_jsonpatch_path_append(&path, a->key[i]);
+		if (rc == 0) {
+			add_op(w, st_buf_cstr(&path));
+			st_jw_str(w, a->value[i]);
+			st_jw_end(w);
 		}
 	}
-	json_object_put(ours);
-	return 0;
+	st_buf_dispose(&path);
+	return rc;
 }
 
-/* Appends to an array that may be absent: "add" the whole array then. */
-static int append_to(struct json_object *patch, struct json_object *parent, const char *key,
-                     const char *path, struct json_object *item)
+/*
+ * Starts an op that appends one item to parent[key], an array that may be
+ * absent: then the op adds the whole array. Returns whether it was absent,
+ * which end_append() needs.
+ */
+static bool begin_append(struct st_jw *w, struct json_object *parent, const char *key,
+                         const char *path)
 {
 	char p[128];
+	bool absent = st_json_get_arr(parent, key) == NULL;
 
-	if (st_json_get_arr(parent, key) == NULL) {
-		struct json_object *arr = json_object_new_array();
+	(void)snprintf(p, sizeof(p), absent ? "%s" : "%s/-", path);
+	add_op(w, p);
+	if (absent)
+		st_jw_arr(w);
+	return absent;
+}
 
-		json_object_array_add(arr, item);
-		return st_jsonpatch_add_op(patch, "add", path, arr);
-	}
-	(void)snprintf(p, sizeof(p), "%s/-", path);
-	return st_jsonpatch_add_op(patch, "add", p, item);
+static void end_append(struct st_jw *w, bool absent)
+{
+	if (absent)
+		st_jw_end(w);
+	st_jw_end(w);
 }
 
 static int build_patch(struct st_admission_result *res, const struct plan *p,
                        const struct st_webhook_config *cfg, struct json_object *pod)
 {
-	struct json_object *patch = json_object_new_array();
 	struct json_object *meta = st_json_get_obj(pod, "metadata");
 	struct json_object *spec = st_json_get_obj(pod, "spec");
 	const char *hook_key = NULL;
 	bool hooks = !has_velero_hooks(st_json_get_obj(meta, "annotations"), &hook_key);
-	const char *text;
-	size_t len = 0;
-	int rc = ST_EINTERNAL;
+	struct st_buf b = ST_BUF_INIT(ST_CAP_PATCH);
+	struct annotations ann;
+	struct st_jw w;
+	bool absent;
+	int rc;
 
 	if (!hooks)
 		st_admission_warn(res,
@@ -494,37 +585,34 @@ static int build_patch(struct st_admission_result *res, const struct plan *p,
 		                  "are kept and stasis adds none, so Velero runs your hooks, not "
 		                  "stasis-agent freeze/thaw",
 		                  hook_key);
+	/* A patch is about 2 KiB: one allocation instead of doubling from 64 bytes. */
+	if ((rc = st_buf_reserve(&b, 4096)) < 0)
+		return rc;
+	st_jw_init(&w, &b);
+	st_jw_arr(&w);
 	if (p->native)
-		rc = append_to(patch, spec, "initContainers", "/spec/initContainers",
-		               freezer_container(p, cfg));
+		absent = begin_append(&w, spec, "initContainers", "/spec/initContainers");
 	else
-		rc = append_to(patch, spec, "containers", "/spec/containers",
-		               freezer_container(p, cfg));
-	if (rc < 0)
-		goto out;
+		absent = begin_append(&w, spec, "containers", "/spec/containers");
+	freezer_container(&w, p, cfg);
+	end_append(&w, absent);
 	if (cfg->agent_tls_secret != NULL) {
-		struct json_object *v = json_object_new_object();
-		struct json_object *s = json_object_new_object();
-
-		st_json_add_str(s, "secretName", cfg->agent_tls_secret);
-		st_json_add_str(v, "name", "stasis-agent-tls");
-		json_object_object_add(v, "secret", s);
-		if ((rc = append_to(patch, spec, "volumes", "/spec/volumes", v)) < 0)
-			goto out;
+		absent = begin_append(&w, spec, "volumes", "/spec/volumes");
+		agent_tls_volume(&w, cfg);
+		end_append(&w, absent);
 	}
-	if ((rc = add_annotations(patch, meta, our_annotations(p, cfg, hooks))) < 0)
-		goto out;
-	text = st_json_to_string(patch, &len);
-	if (len > ST_CAP_PATCH) {
-		rc = ST_ETOOBIG;
-		goto out;
+	our_annotations(&ann, p, cfg, hooks);
+	rc = add_annotations(&w, meta, &ann);
+	annotations_dispose(&ann);
+	st_jw_end(&w);
+	if (rc == 0)
+		rc = st_jw_finish(&w);
+	if (rc < 0) {
+		st_buf_dispose(&b);
+		return rc;
 	}
-	res->patch = st_xstrndup(text, len);
-	res->patch_len = len;
-	rc = 0;
-out:
-	json_object_put(patch);
-	return rc;
+	res->patch = st_buf_detach(&b, &res->patch_len);
+	return 0;
 }
 
 int st_inject_pod(struct st_admission_result *res, enum st_inject_outcome *outcome,

@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pkg/util/buf.h"
+#include "pkg/util/caps.h"
 #include "pkg/util/json.h"
+#include "pkg/util/jsonw.h"
 #include "pkg/util/mem.h"
 
 static const char *str_or_empty(const char *s)
@@ -106,76 +109,52 @@ void st_admission_warn(struct st_admission_result *res, const char *fmt, ...)
 	res->warnings[res->nwarnings++] = st_xstrdup(msg);
 }
 
-/*
- * Standard base64 with padding. Written out here rather than taken from
- * libcrypto so that the webhook does not load OpenSSL at all: it is the only
- * thing the admission path would need from it.
- */
-static struct json_object *base64(const char *data, size_t len)
-{
-	static const char tbl[] =
-	        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	const unsigned char *in = (const unsigned char *)data;
-	size_t cap = 4 * ((len + 2) / 3);
-	char *b = st_xmalloc(cap + 1);
-	size_t o = 0;
-	struct json_object *s;
-
-	for (size_t i = 0; i < len; i += 3) {
-		unsigned v = (unsigned)in[i] << 16;
-
-		if (i + 1 < len)
-			v |= (unsigned)in[i + 1] << 8;
-		if (i + 2 < len)
-			v |= in[i + 2];
-		b[o++] = tbl[(v >> 18) & 63];
-		b[o++] = tbl[(v >> 12) & 63];
-		b[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
-		b[o++] = i + 2 < len ? tbl[v & 63] : '=';
-	}
-	b[o] = '\0';
-	s = json_object_new_string_len(b, (int)o);
-	free(b);
-	return s;
-}
-
 int st_admission_encode(char **out, size_t *len_out, const struct st_admission_request *req,
                         const struct st_admission_result *res)
 {
-	struct json_object *root = json_object_new_object();
-	struct json_object *resp = json_object_new_object();
-	const char *text;
-	size_t len = 0;
+	struct st_buf b = ST_BUF_INIT(2 * ST_CAP_PATCH + 64 * 1024);
+	struct st_jw w;
+	int rc;
 
 	*out = NULL;
-	st_json_add_str(root, "apiVersion", req->api_version);
-	st_json_add_str(root, "kind", "AdmissionReview");
-	st_json_add_str(resp, "uid", req->uid);
-	json_object_object_add(resp, "allowed", json_object_new_boolean(res->allowed));
+	/* One allocation: the base64 patch and room for the envelope and warnings. */
+	if ((rc = st_buf_reserve(&b, res->patch_len / 3 * 4 + 4096)) < 0)
+		return rc;
+	st_jw_init(&w, &b);
+	st_jw_obj(&w);
+	st_jw_kstr(&w, "apiVersion", req->api_version);
+	st_jw_kstr(&w, "kind", "AdmissionReview");
+	st_jw_key(&w, "response");
+	st_jw_obj(&w);
+	st_jw_kstr(&w, "uid", req->uid);
+	st_jw_key(&w, "allowed");
+	st_jw_bool(&w, res->allowed);
 	if (!res->allowed) {
-		struct json_object *st = json_object_new_object();
-
-		json_object_object_add(st, "code",
-		                       json_object_new_int(res->code ? res->code : 403));
-		st_json_add_str(st, "message", res->reason);
-		json_object_object_add(resp, "status", st);
+		st_jw_key(&w, "status");
+		st_jw_obj(&w);
+		st_jw_key(&w, "code");
+		st_jw_int(&w, res->code ? res->code : 403);
+		st_jw_kstr(&w, "message", res->reason);
+		st_jw_end(&w);
 	}
 	if (res->allowed && res->patch != NULL) {
-		st_json_add_str(resp, "patchType", "JSONPatch");
-		json_object_object_add(resp, "patch", base64(res->patch, res->patch_len));
+		st_jw_kstr(&w, "patchType", "JSONPatch");
+		st_jw_key(&w, "patch");
+		st_jw_base64(&w, res->patch, res->patch_len);
 	}
 	if (res->nwarnings > 0) {
-		struct json_object *w = json_object_new_array();
-
+		st_jw_key(&w, "warnings");
+		st_jw_arr(&w);
 		for (size_t i = 0; i < res->nwarnings; i++)
-			json_object_array_add(w, json_object_new_string(res->warnings[i]));
-		json_object_object_add(resp, "warnings", w);
+			st_jw_str(&w, res->warnings[i]);
+		st_jw_end(&w);
 	}
-	json_object_object_add(root, "response", resp);
-	text = st_json_to_string(root, &len);
-	*out = st_xstrndup(text, len);
-	if (len_out != NULL)
-		*len_out = len;
-	json_object_put(root);
+	st_jw_end(&w);
+	st_jw_end(&w);
+	if ((rc = st_jw_finish(&w)) < 0) {
+		st_buf_dispose(&b);
+		return rc;
+	}
+	*out = st_buf_detach(&b, len_out);
 	return 0;
 }

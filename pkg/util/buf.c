@@ -51,6 +51,11 @@ static int grow(struct st_buf *b, size_t extra)
 	return 0;
 }
 
+int st_buf_reserve(struct st_buf *b, size_t n)
+{
+	return grow(b, n);
+}
+
 int st_buf_put(struct st_buf *b, const void *data, size_t n)
 {
 	int rc;

@@ -31,6 +31,8 @@ void st_buf_init(struct st_buf *b, size_t cap);
 void st_buf_dispose(struct st_buf *b);
 /* Empties the buffer, keeping its memory. */
 void st_buf_clear(struct st_buf *b);
+/* Makes room for n more bytes, contents unchanged; ST_ETOOBIG past the cap. */
+int st_buf_reserve(struct st_buf *b, size_t n) ST_WARN_UNUSED;
 int st_buf_put(struct st_buf *b, const void *data, size_t n) ST_WARN_UNUSED;
 int st_buf_puts(struct st_buf *b, const char *s) ST_WARN_UNUSED;
 int st_buf_putc(struct st_buf *b, char c) ST_WARN_UNUSED;

@@ -1,4 +1,4 @@
-/* Unit tests for pkg/util: err, buf, json. */
+/* Unit tests for pkg/util: err, buf, json, jsonw. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,7 @@
 #include "pkg/util/caps.h"
 #include "pkg/util/err.h"
 #include "pkg/util/json.h"
+#include "pkg/util/jsonw.h"
 #include "pkg/util/mem.h"
 
 static void test_err_first_wins(void **state)
@@ -128,13 +129,165 @@ static void test_json_parse_errors(void **state)
 	json_object_put(o);
 }
 
+/* What the writer escapes reads back as the same bytes; '/' is left alone. */
+static void test_jsonw_round_trip(void **state)
+{
+	static const char odd[] = "q\" b\\ s/ \b\f\n\r\t \x01\x1f caf\xc3\xa9";
+	struct st_buf b = ST_BUF_INIT(4096);
+	struct st_err err = ST_ERR_INIT;
+	struct json_object *o = NULL;
+	struct json_object *a;
+	struct st_jw w;
+
+	(void)state;
+	st_jw_init(&w, &b);
+	st_jw_obj(&w);
+	st_jw_kstr(&w, odd, odd);
+	st_jw_key(&w, "n");
+	st_jw_int(&w, -42);
+	st_jw_key(&w, "a");
+	st_jw_arr(&w);
+	st_jw_bool(&w, true);
+	st_jw_bool(&w, false);
+	st_jw_obj(&w);
+	st_jw_end(&w);
+	st_jw_raw(&w, "null", 4);
+	st_jw_strn(&w, "x\0y", 3);
+	st_jw_end(&w);
+	st_jw_end(&w);
+	assert_int_equal(st_jw_finish(&w), 0);
+	assert_non_null(strstr(st_buf_cstr(&b), "s/ \\b\\f\\n\\r\\t \\u0001\\u001f"));
+	assert_int_equal(st_json_parse(&o, b.ptr, b.len, b.len, "jw", &err), 0);
+	assert_string_equal(st_json_get_str(o, odd), odd);
+	assert_int_equal(json_object_get_int(st_json_get(o, "n")), -42);
+	a = st_json_get_arr(o, "a");
+	assert_int_equal(json_object_array_length(a), 5);
+	assert_true(json_object_get_boolean(json_object_array_get_idx(a, 0)));
+	assert_false(json_object_get_boolean(json_object_array_get_idx(a, 1)));
+	assert_int_equal(json_object_get_string_len(json_object_array_get_idx(a, 4)), 3);
+	assert_memory_equal(json_object_get_string(json_object_array_get_idx(a, 4)), "x\0y", 3);
+	json_object_put(o);
+	st_buf_dispose(&b);
+}
+
+static void check_base64(const char *in, size_t n, const char *want)
+{
+	struct st_buf b = ST_BUF_INIT(4096);
+	struct st_jw w;
+
+	st_jw_init(&w, &b);
+	st_jw_base64(&w, in, n);
+	assert_int_equal(st_jw_finish(&w), 0);
+	assert_int_equal(b.len, strlen(want) + 2);
+	assert_memory_equal(b.ptr + 1, want, strlen(want));
+	st_buf_dispose(&b);
+}
+
+/* RFC 4648 section 10, and a long input across the writer's chunks. */
+static void test_jsonw_base64(void **state)
+{
+	char zeros[300] = { 0 };
+	char want[401];
+
+	(void)state;
+	check_base64("", 0, "");
+	check_base64("f", 1, "Zg==");
+	check_base64("fo", 2, "Zm8=");
+	check_base64("foo", 3, "Zm9v");
+	check_base64("foob", 4, "Zm9vYg==");
+	check_base64("fooba", 5, "Zm9vYmE=");
+	check_base64("foobar", 6, "Zm9vYmFy");
+	memset(want, 'A', 400);
+	want[400] = '\0';
+	check_base64(zeros, sizeof(zeros), want);
+	want[398] = '=';
+	want[399] = '=';
+	check_base64(zeros, 298, want);
+}
+
+static int jw_error(void (*build)(struct st_jw *), size_t cap)
+{
+	struct st_buf b = ST_BUF_INIT(cap);
+	struct st_jw w;
+	int rc;
+
+	st_jw_init(&w, &b);
+	build(&w);
+	rc = st_jw_finish(&w);
+	st_buf_dispose(&b);
+	return rc;
+}
+
+static void value_for_key(struct st_jw *w)
+{
+	st_jw_obj(w);
+	st_jw_str(w, "no key");
+	st_jw_end(w);
+}
+
+static void key_in_array(struct st_jw *w)
+{
+	st_jw_arr(w);
+	st_jw_key(w, "k");
+	st_jw_end(w);
+}
+
+static void dangling_key(struct st_jw *w)
+{
+	st_jw_obj(w);
+	st_jw_key(w, "k");
+	st_jw_end(w);
+}
+
+static void left_open(struct st_jw *w)
+{
+	st_jw_arr(w);
+	st_jw_obj(w);
+	st_jw_end(w);
+}
+
+static void too_deep(struct st_jw *w)
+{
+	for (int i = 0; i <= ST_JW_DEPTH; i++)
+		st_jw_arr(w);
+	for (int i = 0; i <= ST_JW_DEPTH; i++)
+		st_jw_end(w);
+}
+
+static void two_at_top(struct st_jw *w)
+{
+	st_jw_int(w, 1);
+	st_jw_int(w, 2);
+}
+
+static void long_string(struct st_jw *w)
+{
+	st_jw_arr(w);
+	st_jw_str(w, "this string does not fit in sixteen bytes");
+	st_jw_end(w);
+}
+
+/* The first error sticks, and finish reports it. */
+static void test_jsonw_errors(void **state)
+{
+	(void)state;
+	assert_int_equal(jw_error(value_for_key, 100), ST_EINVAL);
+	assert_int_equal(jw_error(key_in_array, 100), ST_EINVAL);
+	assert_int_equal(jw_error(dangling_key, 100), ST_EINVAL);
+	assert_int_equal(jw_error(left_open, 100), ST_EINVAL);
+	assert_int_equal(jw_error(too_deep, 100), ST_EINVAL);
+	assert_int_equal(jw_error(two_at_top, 100), ST_EINVAL);
+	assert_int_equal(jw_error(long_string, 16), ST_ETOOBIG);
+	assert_int_equal(jw_error(long_string, 100), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_err_first_wins),
-		cmocka_unit_test(test_buf_cap),
-		cmocka_unit_test(test_read_secret_file),
-		cmocka_unit_test(test_json_parse_errors),
+		cmocka_unit_test(test_err_first_wins),   cmocka_unit_test(test_buf_cap),
+		cmocka_unit_test(test_read_secret_file), cmocka_unit_test(test_json_parse_errors),
+		cmocka_unit_test(test_jsonw_round_trip), cmocka_unit_test(test_jsonw_base64),
+		cmocka_unit_test(test_jsonw_errors),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }
