@@ -216,18 +216,30 @@ static int chunk_extent(struct bk *b, int fd, uint64_t start, uint64_t end, cons
 	b->head = b->seg_len;
 	for (;;) {
 		size_t have = b->seg_len - b->head;
-		size_t n;
+		size_t n = 0;
 		struct st_tree_chunk *c;
 
 		if (have < ST_CHUNK_MAX && pos < end) {
-			if ((rc = seg_room(b, end - pos)) < 0 ||
-			    (rc = seg_fill(b, fd, &pos, &end, rel)) < 0)
-				return rc;
-			have = b->seg_len - b->head;
+			/*
+			 * A cut found before the end of what is here is the cut a full
+			 * window gives too, so take it: then only the tail after the
+			 * last such cut moves to a fresh segment, not up to a whole
+			 * maximum-size chunk.
+			 */
+			if (have > 0)
+				n = st_chunker_cut(b->ch, st_repo_seg_data(b->seg) + b->head, have);
+			if (n == 0 || n >= have) {
+				if ((rc = seg_room(b, end - pos)) < 0 ||
+				    (rc = seg_fill(b, fd, &pos, &end, rel)) < 0)
+					return rc;
+				have = b->seg_len - b->head;
+				n = 0;
+			}
 		}
 		if (have == 0)
 			return 0;
-		n = st_chunker_cut(b->ch, st_repo_seg_data(b->seg) + b->head, have);
+		if (n == 0)
+			n = st_chunker_cut(b->ch, st_repo_seg_data(b->seg) + b->head, have);
 		c = &b->group[b->ngroup];
 		c->off = coff;
 		c->len = (uint32_t)n;

@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "pkg/chunker.h"
+#include "pkg/dirbackup.h"
 #include "pkg/repo.h"
 #include "pkg/store.h"
 #include "pkg/tree.h"
@@ -329,6 +331,125 @@ static void test_index_decode_rejects(void **state)
 	assert_int_equal(st_repo_index_decode(buf, sizeof(buf), NULL, count_entry, &n), ST_EPROTO);
 }
 
+/* ---- chunk boundaries through st_dirbackup_run ---- */
+
+#define BOUNDARY_FILES 4
+
+static const struct {
+	const char *name;
+	size_t size;
+	bool text;
+} boundary_files[BOUNDARY_FILES] = {
+	{ "a", 21u << 20, false },
+	{ "b", (5u << 20) + 17, true },
+	{ "c", 300, false },
+	{ "d", (9u << 20) + 4096, false },
+};
+
+struct cuts {
+	int file; /* index into boundary_files, -1 before the first */
+	size_t n[BOUNDARY_FILES];
+	uint64_t off[BOUNDARY_FILES][64];
+	uint32_t len[BOUNDARY_FILES][64];
+};
+
+static int cut_entry(const struct st_tree_entry *e, void *payload)
+{
+	struct cuts *c = payload;
+
+	c->file = -1;
+	for (int i = 0; i < BOUNDARY_FILES; i++)
+		if (strcmp(e->path, boundary_files[i].name) == 0)
+			c->file = i;
+	return 0;
+}
+
+static int cut_chunks(const struct st_tree_chunk *ch, size_t n, void *payload)
+{
+	struct cuts *c = payload;
+
+	if (c->file < 0)
+		return 0;
+	for (size_t i = 0; i < n && c->n[c->file] < 64; i++) {
+		c->off[c->file][c->n[c->file]] = ch[i].off;
+		c->len[c->file][c->n[c->file]] = ch[i].len;
+		c->n[c->file]++;
+	}
+	return 0;
+}
+
+struct tree_feed {
+	struct st_tree_decoder dec;
+	struct cuts *cuts;
+};
+
+static int feed_tree(const void *data, size_t n, void *payload)
+{
+	struct tree_feed *t = payload;
+	const struct st_tree_visitor v = { cut_entry, cut_chunks, t->cuts };
+
+	return st_tree_decoder_feed(&t->dec, data, n, &v);
+}
+
+/*
+ * Files pass through the backup in segments shared between files, cut early
+ * where a cut can already be told: the chunks must still be exactly the ones
+ * the chunker gives over each whole file.
+ */
+static void test_dirbackup_boundaries(void **state)
+{
+	struct fixture *f = *state;
+	struct st_dirbackup_options o = ST_DIRBACKUP_OPTIONS_INIT;
+	struct st_repo_snapshot snap;
+	struct st_err err = ST_ERR_INIT;
+	struct tree_feed t;
+	struct cuts *got = calloc(1, sizeof(*got));
+	char dir[sizeof(f->dir) + 8];
+	char path[sizeof(dir) + 8];
+
+	assert_non_null(got);
+	(void)snprintf(dir, sizeof(dir), "%s/data", f->dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	for (int i = 0; i < BOUNDARY_FILES; i++) {
+		uint8_t *p = malloc(boundary_files[i].size);
+		FILE *fp;
+
+		assert_non_null(p);
+		fill(p, boundary_files[i].size, 1000u + (uint32_t)i, boundary_files[i].text);
+		(void)snprintf(path, sizeof(path), "%s/%s", dir, boundary_files[i].name);
+		assert_non_null(fp = fopen(path, "wb"));
+		assert_int_equal(fwrite(p, 1, boundary_files[i].size, fp), boundary_files[i].size);
+		assert_int_equal(fclose(fp), 0);
+		free(p);
+	}
+	assert_int_equal(st_dirbackup_run(&snap, f->r, dir, &o, &err), 0);
+	t.cuts = got;
+	got->file = -1;
+	st_tree_decoder_init(&t.dec);
+	assert_int_equal(st_repo_tree_read(f->r, &snap, feed_tree, &t, &err), 0);
+	st_tree_decoder_dispose(&t.dec);
+	for (int i = 0; i < BOUNDARY_FILES; i++) {
+		size_t size = boundary_files[i].size, off = 0, k = 0;
+		uint8_t *p = malloc(size);
+
+		assert_non_null(p);
+		fill(p, size, 1000u + (uint32_t)i, boundary_files[i].text);
+		while (off < size) {
+			size_t n = st_chunker_cut(st_repo_chunker(f->r), p + off, size - off);
+
+			assert_true(k < got->n[i]);
+			assert_int_equal(got->off[i][k], off);
+			assert_int_equal(got->len[i][k], n);
+			off += n;
+			k++;
+		}
+		assert_int_equal(k, got->n[i]);
+		free(p);
+	}
+	st_repo_snapshot_dispose(&snap);
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -336,6 +457,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_read_dedup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flipped_byte, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dirbackup_boundaries, setup, teardown),
 		cmocka_unit_test(test_tree_codec),
 		cmocka_unit_test(test_index_decode_rejects),
 	};
