@@ -5,7 +5,7 @@
  *   config                   plaintext JSON: format version, chunker sizes, scrypt
  *                            parameters and the master key wrapped by the key-encryption
  *                            key derived from the user's key (password or key file)
- *   data/<xx>/<pack id>      packs of ~8 MiB: header, encrypted blobs, encrypted pack index
+ *   data/<xx>/<pack id>      packs of ~6 MiB: header, encrypted blobs, encrypted pack index
  *   index/<id>               encrypted lists of (chunk id -> pack, offset, length)
  *   snapshots/<id>           encrypted snapshot descriptions (time, host, tag, tree chunk ids)
  *   locks/<id>               plaintext JSON naming a running backup or gc
@@ -38,7 +38,7 @@
 #include "pkg/util/err.h"
 
 #define ST_REPO_ID_LEN        32
-#define ST_REPO_PACK_TARGET   (8u * 1024u * 1024u)
+#define ST_REPO_PACK_TARGET   (6u * 1024u * 1024u)
 #define ST_REPO_PACK_MAX      (64u * 1024u * 1024u) /* target + last blob + trailer, bounded */
 #define ST_REPO_KEY_MAX       4096
 #define ST_REPO_SNAPSHOT_MAX  (16u * 1024u * 1024u)
@@ -156,7 +156,7 @@ int st_repo_writer_add(struct st_repo_writer *w, const uint8_t id[ST_REPO_ID_LEN
  * st_repo_writer_ticket_id gives the id of any ticket issued since the
  * previous drain, until the next st_repo_writer_add_seg.
  */
-#define ST_REPO_SEG_SIZE (2u * ST_CHUNK_MAX)
+#define ST_REPO_SEG_SIZE (ST_CHUNK_MAX + ST_CHUNK_MAX / 4)
 struct st_repo_seg;
 int st_repo_writer_seg_take(struct st_repo_seg **out, struct st_repo_writer *w,
                             struct st_err *err) ST_WARN_UNUSED;
