@@ -88,51 +88,41 @@ void st_jw_end(struct st_jw *w)
 	w->want_key = w->depth > 0 && w->is_obj[w->depth];
 }
 
+size_t st_json_escape(char out[6], unsigned char c)
+{
+	static const char from[] = "\"\\\b\f\n\r\t";
+	static const char to[] = "\"\\bfnrt";
+	static const char hex[] = "0123456789abcdef";
+	const char *k;
+
+	if (c >= 0x20 && c != '"' && c != '\\')
+		return 0;
+	out[0] = '\\';
+	if ((k = memchr(from, c, sizeof(from) - 1)) != NULL) {
+		out[1] = to[k - from];
+		return 2;
+	}
+	memcpy(out + 1, "u00", 3);
+	out[4] = hex[c >> 4];
+	out[5] = hex[c & 15];
+	return 6;
+}
+
 int st_json_quote(struct st_buf *b, const char *s, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	size_t run = 0;
 	int rc = st_buf_reserve(b, n + 2);
 
 	if (rc == 0)
 		rc = st_buf_putc(b, '"');
-
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char esc[6] = { '\\', 0, '0', '0', 0, 0 };
-		size_t elen = 2;
+		char esc[6];
+		size_t elen = st_json_escape(esc, (unsigned char)s[i]);
 
-		if (c >= 0x20 && c != '"' && c != '\\')
+		if (elen == 0)
 			continue;
 		rc = st_buf_put(b, s + run, i - run);
 		run = i + 1;
-		switch (c) {
-		case '"':
-		case '\\':
-			esc[1] = (char)c;
-			break;
-		case '\b':
-			esc[1] = 'b';
-			break;
-		case '\f':
-			esc[1] = 'f';
-			break;
-		case '\n':
-			esc[1] = 'n';
-			break;
-		case '\r':
-			esc[1] = 'r';
-			break;
-		case '\t':
-			esc[1] = 't';
-			break;
-		default:
-			esc[1] = 'u';
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 15];
-			elen = 6;
-			break;
-		}
 		if (rc == 0)
 			rc = st_buf_put(b, esc, elen);
 	}

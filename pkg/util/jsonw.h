@@ -49,6 +49,12 @@ void st_jw_kstr(struct st_jw *w, const char *key, const char *s);
 /* 0, or the first error; ST_EINVAL when an object or array is still open. */
 int st_jw_finish(struct st_jw *w) ST_WARN_UNUSED;
 
+/*
+ * The escape RFC 8259 requires for byte c (quote, backslash, control bytes;
+ * the short forms where there is one), written to out: its length, 2 or 6,
+ * or 0 when c stands as it is.
+ */
+size_t st_json_escape(char out[6], unsigned char c);
 /* Appends s as a quoted JSON string to b. */
 int st_json_quote(struct st_buf *b, const char *s, size_t n) ST_WARN_UNUSED;
 

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "pkg/util/jsonw.h"
+
 int st_log_level_current = ST_LOG_INFO;
 static enum st_log_format log_format = ST_LOG_TEXT;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -40,20 +42,22 @@ int st_log_parse_format(enum st_log_format *out, const char *s)
 	return 0;
 }
 
-/* Escapes a message for a JSON string; control bytes become \u00XX. */
+/* Escapes a message for a JSON string into a fixed buffer (the logger does not allocate). */
 static void json_escape(char *dst, size_t cap, const char *src)
 {
 	size_t o = 0;
 
-	for (const unsigned char *p = (const unsigned char *)src; *p && o + 7 < cap; p++) {
-		if (*p == '"' || *p == '\\') {
-			dst[o++] = '\\';
+	for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+		char esc[6];
+		size_t n = st_json_escape(esc, *p);
+
+		if (o + (n ? n : 1) >= cap)
+			break;
+		if (n == 0)
 			dst[o++] = (char)*p;
-		} else if (*p < 0x20) {
-			o += (size_t)snprintf(dst + o, cap - o, "\\u%04x", *p);
-		} else {
-			dst[o++] = (char)*p;
-		}
+		else
+			memcpy(dst + o, esc, n);
+		o += n;
 	}
 	dst[o] = '\0';
 }
