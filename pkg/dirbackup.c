@@ -202,6 +202,12 @@ static int seg_fill(struct bk *b, int fd, uint64_t *pos, uint64_t *end, const ch
 	return 0;
 }
 
+/* Length of the first chunk of the have bytes at b->head (0 when there are none). */
+static size_t first_cut(const struct bk *b, size_t have)
+{
+	return have > 0 ? st_chunker_cut(b->ch, st_repo_seg_data(b->seg) + b->head, have) : 0;
+}
+
 /*
  * Chunks file bytes [start, end) of fd. Data is read in large pieces into
  * pooled segments (small files share one); the cuts are made here, in file
@@ -216,30 +222,24 @@ static int chunk_extent(struct bk *b, int fd, uint64_t start, uint64_t end, cons
 	b->head = b->seg_len;
 	for (;;) {
 		size_t have = b->seg_len - b->head;
-		size_t n = 0;
+		size_t n = first_cut(b, have);
 		struct st_tree_chunk *c;
 
-		if (have < ST_CHUNK_MAX && pos < end) {
-			/*
-			 * A cut found before the end of what is here is the cut a full
-			 * window gives too, so take it: then only the tail after the
-			 * last such cut moves to a fresh segment, not up to a whole
-			 * maximum-size chunk.
-			 */
-			if (have > 0)
-				n = st_chunker_cut(b->ch, st_repo_seg_data(b->seg) + b->head, have);
-			if (n == 0 || n >= have) {
-				if ((rc = seg_room(b, end - pos)) < 0 ||
-				    (rc = seg_fill(b, fd, &pos, &end, rel)) < 0)
-					return rc;
-				have = b->seg_len - b->head;
-				n = 0;
-			}
+		/*
+		 * With more of the file to come, a cut before the end of what is
+		 * here is the cut a full window gives too, so it is taken now. A
+		 * cut only at the end needs more data: then just the tail after the
+		 * last cut moves to a fresh segment, not a whole maximum-size chunk.
+		 */
+		if (n == have && have < ST_CHUNK_MAX && pos < end) {
+			if ((rc = seg_room(b, end - pos)) < 0 ||
+			    (rc = seg_fill(b, fd, &pos, &end, rel)) < 0)
+				return rc;
+			have = b->seg_len - b->head;
+			n = first_cut(b, have);
 		}
 		if (have == 0)
 			return 0;
-		if (n == 0)
-			n = st_chunker_cut(b->ch, st_repo_seg_data(b->seg) + b->head, have);
 		c = &b->group[b->ngroup];
 		c->off = coff;
 		c->len = (uint32_t)n;
