@@ -779,6 +779,14 @@ static int read_repo_key(char **key, size_t *len, const char *path, struct st_er
 	return rc;
 }
 
+/* The phase's repository key, read on first use. */
+static int phase_key(struct phase *p, struct st_err *err)
+{
+	if (p->key != NULL)
+		return 0;
+	return read_repo_key(&p->key, &p->key_len, p->cfg->repo_key_file, err);
+}
+
 /* The data door CA, PEM text for the movers' Secrets. */
 static int read_ca_file(struct st_buf *b, const char *path, struct st_err *err)
 {
@@ -1152,8 +1160,7 @@ static int read_mover_files(struct phase *p, struct st_err *err)
 {
 	int rc;
 
-	if (p->key == NULL &&
-	    (rc = read_repo_key(&p->key, &p->key_len, p->cfg->repo_key_file, err)) < 0)
+	if ((rc = phase_key(p, err)) < 0)
 		return rc;
 	return read_ca_file(&p->ca, p->cfg->data_ca_file, err);
 }
@@ -1242,7 +1249,7 @@ static int open_repo(struct phase *p, struct st_err *err)
 		return st_err_set(err, ST_EINVAL,
 		                  "the controller has no repository for volume data (is the "
 		                  "storage location usable?)");
-	if ((rc = read_repo_key(&p->key, &p->key_len, p->cfg->repo_key_file, err)) < 0)
+	if ((rc = phase_key(p, err)) < 0)
 		return rc;
 	rc = st_store_head(s, "config", &size, err);
 	if (rc == ST_ENOTFOUND) {
