@@ -57,6 +57,8 @@ struct vol {
 	bool selected; /* the claim itself matches the selector */
 	bool used;     /* mounted by a selected pod */
 	enum vol_state state;
+	char driver[254]; /* CSI driver, resolved before the freeze */
+	char cls[254];    /* its VolumeSnapshotClass, likewise */
 	struct st_csi_snap snap;
 	bool snap_created;
 	struct json_object *tolerations; /* of a pod mounting the claim; owned */
@@ -564,7 +566,8 @@ static void log_windows(struct phase *p)
 	}
 }
 
-struct create_job {
+/* One API call sequence for one claim to cut, run in a thread of its own. */
+struct claim_job {
 	struct phase *p;
 	struct vol *v;
 	pthread_t thread;
@@ -573,9 +576,83 @@ struct create_job {
 	struct st_err err;
 };
 
+/* Runs fn on each job, CREATE_PARALLEL threads at a time (in line when none starts). */
+static void run_claim_jobs(struct claim_job *jobs, size_t n, void *(*fn)(void *))
+{
+	size_t i, first;
+
+	for (first = 0; first < n; first += CREATE_PARALLEL) {
+		size_t end = first + CREATE_PARALLEL < n ? first + CREATE_PARALLEL : n;
+
+		for (i = first; i < end; i++)
+			jobs[i].started = pthread_create(&jobs[i].thread, NULL, fn, &jobs[i]) == 0;
+		for (i = first; i < end; i++) {
+			if (jobs[i].started)
+				(void)pthread_join(jobs[i].thread, NULL);
+			else
+				(void)fn(&jobs[i]);
+		}
+	}
+}
+
+/* The jobs of the claims still to cut; *n receives how many. */
+static struct claim_job *pending_jobs(struct phase *p, size_t *n)
+{
+	struct claim_job *jobs = st_xcalloc(p->nvols ? p->nvols : 1, sizeof(*jobs));
+
+	*n = 0;
+	for (size_t i = 0; i < p->nvols; i++) {
+		if (p->vols[i].state != VOL_PENDING)
+			continue;
+		jobs[*n].p = p;
+		jobs[*n].v = &p->vols[i];
+		(*n)++;
+	}
+	return jobs;
+}
+
+static void *resolve_one(void *arg)
+{
+	struct claim_job *j = arg;
+	struct vol *v = j->v;
+
+	j->rc = st_csi_driver_of(v->driver, sizeof(v->driver), j->p->c, v->ns, v->pvc, &j->err);
+	if (j->rc >= 0)
+		j->rc = st_csi_pick_class(v->cls, sizeof(v->cls), j->p->c, v->driver, &j->err);
+	return NULL;
+}
+
+/*
+ * Finds each claim's CSI driver and VolumeSnapshotClass before anything is
+ * frozen: these lookups (the claim, its volume, the classes) do not depend on
+ * the freeze, so the window holds only the creates, and a claim that cannot
+ * be snapshotted fails the phase while every pod still runs.
+ */
+static int resolve_classes(struct phase *p, struct st_err *err)
+{
+	size_t i, n;
+	struct claim_job *jobs = pending_jobs(p, &n);
+	int rc = 0;
+
+	run_claim_jobs(jobs, n, resolve_one);
+	for (i = 0; i < n; i++) {
+		struct vol *v = jobs[i].v;
+
+		if (jobs[i].rc >= 0)
+			continue;
+		v->state = VOL_FAILED;
+		(void)snprintf(v->error, sizeof(v->error), "%s", st_err_text(&jobs[i].err));
+		if (rc == 0)
+			rc = st_err_set(err, jobs[i].rc, "claim %s/%s: %s (nothing was frozen)",
+			                v->ns, v->pvc, st_err_text(&jobs[i].err));
+	}
+	free(jobs);
+	return rc;
+}
+
 static void *create_one(void *arg)
 {
-	struct create_job *j = arg;
+	struct claim_job *j = arg;
 
 	j->rc = st_csi_create(&j->v->snap, j->p->c, j->p->backup, &j->err);
 	return NULL;
@@ -583,42 +660,28 @@ static void *create_one(void *arg)
 
 /*
  * Creates the VolumeSnapshots of every claim to cut, all at once (one thread
- * each, CREATE_PARALLEL at a time): the pods are frozen meanwhile.
+ * each, CREATE_PARALLEL at a time): the pods are frozen meanwhile. Each
+ * claim's class was resolved before the freeze, so each is one create.
  */
 static int create_snapshots(struct phase *p, struct st_err *err)
 {
-	struct create_job *jobs = st_xcalloc(p->nvols ? p->nvols : 1, sizeof(*jobs));
-	size_t i, n = 0, first;
+	size_t i, n;
+	struct claim_job *jobs = pending_jobs(p, &n);
 	int rc = 0;
 
-	for (i = 0; i < p->nvols; i++) {
-		struct vol *v = &p->vols[i];
+	for (i = 0; i < n; i++) {
+		struct vol *v = jobs[i].v;
 
-		if (v->state != VOL_PENDING)
-			continue;
 		memset(&v->snap, 0, sizeof(v->snap));
 		(void)snprintf(v->snap.namespace, sizeof(v->snap.namespace), "%s", v->ns);
 		(void)snprintf(v->snap.pvc, sizeof(v->snap.pvc), "%s", v->pvc);
 		(void)snprintf(v->snap.name, sizeof(v->snap.name), "%.200s-%08x", p->backup,
 		               fnv32(v->ns, v->pvc));
+		(void)snprintf(v->snap.driver, sizeof(v->snap.driver), "%s", v->driver);
+		(void)snprintf(v->snap.cls, sizeof(v->snap.cls), "%s", v->cls);
 		v->snap.restore_size = -1;
-		jobs[n].p = p;
-		jobs[n].v = v;
-		n++;
 	}
-	for (first = 0; first < n; first += CREATE_PARALLEL) {
-		size_t end = first + CREATE_PARALLEL < n ? first + CREATE_PARALLEL : n;
-
-		for (i = first; i < end; i++)
-			jobs[i].started =
-			        pthread_create(&jobs[i].thread, NULL, create_one, &jobs[i]) == 0;
-		for (i = first; i < end; i++) {
-			if (jobs[i].started)
-				(void)pthread_join(jobs[i].thread, NULL);
-			else
-				create_one(&jobs[i]);
-		}
-	}
+	run_claim_jobs(jobs, n, create_one);
 	for (i = 0; i < n; i++) {
 		jobs[i].v->snap_created = jobs[i].rc == 0;
 		if (jobs[i].rc < 0 && rc == 0)
@@ -673,6 +736,8 @@ static int quiesce_and_cut(struct phase *p, struct st_err *err)
 	qo.tls.server_name = cfg->agent_server_name;
 	qo.deadline_s = cfg->freeze_deadline_s > 0 ? cfg->freeze_deadline_s : 30;
 	qo.timeout_ms = cfg->freeze_timeout_ms;
+	if ((rc = resolve_classes(p, err)) < 0)
+		return rc;
 	t[0] = mono_ms();
 	if (p->ntargets > 0) {
 		if (cfg->agent_cert_file == NULL || cfg->agent_key_file == NULL)

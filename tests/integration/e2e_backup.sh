@@ -135,6 +135,27 @@ EOF
 	fail "window depends on the volume size: 1 GiB $(tr '\n' ' ' <"$work/win-small"), 4 GiB $(tr '\n' ' ' <"$work/win-big")"
 no_temporaries "size backups"
 
+# --- no usable VolumeSnapshotClass: Failed before any pod is frozen ---------------------------------------
+# Two classes of the driver both carry the label, so no class can be chosen.
+k create -f - >/dev/null <<EOF || fail "second labelled class"
+apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshotClass
+metadata:
+  name: test-snapclass-2
+  labels: {stasis.io/csi-volumesnapshot-class: "true"}
+driver: stasis.test.csi
+deletionPolicy: Delete
+EOF
+"$STASIS" backup create cls-01 --include-namespaces test --wait \
+	--kubeconfig "$work/kubeconfig" -n stasis >"$work/c1.out" 2>&1 && fail "cls-01 completed"
+[ "$(jp backup cls-01 .status.phase)" = Failed ] || fail "cls-01: $(jp backup cls-01 .status.phase)"
+jp backup cls-01 .status.failureReason | grep -q "keep the label on one" ||
+	fail "cls-01 reason: $(jp backup cls-01 .status.failureReason)"
+[ "$(bjson cls-01 'len(b["status"].get("freezeWindows") or [])')" = 0 ] ||
+	fail "cls-01 froze pods although no snapshot could be made: $(bjson cls-01 'b["status"]["freezeWindows"]')"
+k delete volumesnapshotclass test-snapclass-2 >/dev/null
+no_temporaries "no usable class"
+
 # --- a snapshot the driver fails: thawed, Failed with the driver's words ---------------------------------
 k patch volumesnapshotclass test-snapclass --type merge \
 	-p '{"parameters":{"stasis.test/error":"disk array says no"}}' >/dev/null
@@ -184,4 +205,4 @@ until [ -z "$(k get volumesnapshots -A -o name)" ]; do
 	[ $i -lt 100 ] || fail "crash-01's VolumeSnapshot was not removed after the restart"
 	sleep 0.1
 done
-echo "e2e backup: reference scenario, dedup, parallel freeze, window vs size, snapshot error/timeout, controller crash: ok"
+echo "e2e backup: reference scenario, dedup, parallel freeze, window vs size, no usable class, snapshot error/timeout, controller crash: ok"
