@@ -7,6 +7,8 @@
 # (hack/rgw.sh; a fresh cluster for every run, since its memstore OSD keeps
 # everything in memory): stasis through s3://, restic through its S3 backend.
 # Each figure is the median of $RUNS runs; peak RSS comes from /usr/bin/time -v.
+# On RGW it also reports the CPU time the RGW's daemons spent during each command,
+# and the floor that sets: (client CPU + RGW CPU) / cores, as they share the cores.
 # Usage: [BENCH_STORE=file|rgw] [RUNS=3] tests/bench/bench-repo.sh build/release
 set -euo pipefail
 
@@ -107,17 +109,32 @@ mutate() (
 # Undo by regenerating would be slow: every run after the first mutates again,
 # which changes a similar amount, so the runs stay comparable.
 
-# measure NAME CMD...: appends "wall_seconds rss_kib cpu_seconds" of one run to $W/NAME
+# CPU seconds used so far by the RGW's daemons (monitor, OSD, radosgw); 0 for file://.
+store_cpu() {
+	[ "$STORE" = rgw ] || { echo 0; return; }
+	local p t=0 tck
+	tck=$(getconf CLK_TCK)
+	while read -r p; do
+		# utime and stime are fields 14 and 15; comm (field 2) has no spaces here
+		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done <"$W/rgw/pids"
+	awk -v t="$t" -v k="$tck" 'BEGIN { printf "%.2f", t / k }'
+}
+# measure NAME CMD...: appends "wall_seconds rss_kib cpu_seconds store_cpu_seconds" of one
+# run to $W/NAME (store_cpu: what the RGW's daemons spent meanwhile)
 measure() {
 	local name=$1
 	shift
+	local c0
+	c0=$(store_cpu)
 	/usr/bin/time -v -o "$W/time.out" "$@" >"$W/cmd.out" 2>&1 || { cat "$W/cmd.out"; return 1; }
-	local secs rss cpu
+	local secs rss cpu scpu
+	scpu=$(awk -v a="$c0" -v b="$(store_cpu)" 'BEGIN { printf "%.2f", b - a }')
 	secs=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0;
 		for (i = 1; i <= n; i++) s = s * 60 + t[i]; print s }' "$W/time.out")
 	rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$W/time.out")
 	cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { print s }' "$W/time.out")
-	echo "$secs $rss $cpu" >>"$W/$name"
+	echo "$secs $rss $cpu $scpu" >>"$W/$name"
 }
 median() { sort -n -k"$2" "$W/$1" | awk -v k="$2" '{ v[NR] = $k } END { print v[int((NR + 1) / 2)] }'; }
 # Bytes stored: the directory, or the bucket's total object size on RGW.
@@ -194,6 +211,15 @@ for op in full incr rest; do
 	rc=$(median r_$op 3)
 	printf '%-5s stasis %7.2f s wall %6.2f s CPU %4d MiB RSS | restic %7.2f s wall %6.2f s CPU %4d MiB RSS | restic/stasis: wall %sx CPU %sx\n' \
 		"$op" "$st" "$sc" $((srss / 1024)) "$rt" "$rc" $((rrss / 1024)) "$(ratio "$rt" "$st")" "$(ratio "$rc" "$sc")"
+	if [ "$STORE" = rgw ]; then
+		# The RGW shares the cores: a run cannot take less wall time than
+		# (client CPU + RGW CPU) / cores, whatever the client does.
+		sg=$(median s_$op 4)
+		rg=$(median r_$op 4)
+		printf '      RGW daemons meanwhile: %6.2f s CPU, floor (stasis + RGW CPU) / %d cores = %.2f s | %6.2f s CPU, floor %.2f s\n' \
+			"$sg" "$(nproc)" "$(awk -v a="$sc" -v b="$sg" -v n="$(nproc)" 'BEGIN { print (a + b) / n }')" \
+			"$rg" "$(awk -v a="$rc" -v b="$rg" -v n="$(nproc)" 'BEGIN { print (a + b) / n }')"
+	fi
 done
 su=$(sort -n "$W/s_up" | sed -n "$(( (RUNS + 1) / 2 ))p")
 ru=$(sort -n "$W/r_up" | sed -n "$(( (RUNS + 1) / 2 ))p")
