@@ -50,6 +50,7 @@ enum vol_state {
 struct vol {
 	char ns[NAME_CAP];
 	char pvc[NAME_CAP];
+	char volume[NAME_CAP]; /* the bound PersistentVolume */
 	char storage_class[NAME_CAP];
 	char size[64];
 	char method[16];
@@ -62,7 +63,9 @@ struct vol {
 	struct st_csi_snap snap;
 	bool snap_created;
 	struct json_object *tolerations; /* of a pod mounting the claim; owned */
-	char mover[NAME_CAP];            /* name of the mover pod, claim and Secret */
+	/* The volume's spec.nodeAffinity.required (where it can be used); owned */
+	struct json_object *node_affinity;
+	char mover[NAME_CAP]; /* name of the mover pod, claim and Secret */
 	char session[40];
 	int64_t mover_started_ms;
 	char snapshot_id[2 * ST_REPO_ID_LEN + 1];
@@ -87,7 +90,7 @@ struct phase {
 	size_t cap;
 	struct st_quiesce_target *targets;
 	size_t ntargets;
-	struct st_kube_gvr pods, pvcs, secrets, snaps;
+	struct st_kube_gvr pods, pvcs, secrets, snaps, pvs;
 	/* Read and opened once per phase, for every mover. */
 	char *key; /* the repository key (st_read_secret_file) */
 	size_t key_len;
@@ -216,6 +219,9 @@ static int on_pvc(struct json_object *pvc, void *payload)
 	memset(v, 0, sizeof(*v));
 	(void)snprintf(v->ns, sizeof(v->ns), "%s", ns);
 	(void)snprintf(v->pvc, sizeof(v->pvc), "%s", name);
+	(void)snprintf(v->volume, sizeof(v->volume), "%s",
+	               st_json_get_str(spec, "volumeName") ? st_json_get_str(spec, "volumeName")
+	                                                   : "");
 	(void)snprintf(v->storage_class, sizeof(v->storage_class), "%s", sc ? sc : "");
 	(void)snprintf(v->size, sizeof(v->size), "%s", size ? size : "");
 	if (method == NULL)
@@ -574,6 +580,7 @@ struct claim_job {
 	bool started;
 	int rc;
 	struct st_err err;
+	struct st_err warn; /* something worth a warning, not a failure */
 };
 
 /* Runs fn on each job, CREATE_PARALLEL threads at a time (in line when none starts). */
@@ -611,6 +618,32 @@ static struct claim_job *pending_jobs(struct phase *p, size_t *n)
 	return jobs;
 }
 
+/*
+ * The node affinity a mover of v needs: its volume's
+ * spec.nodeAffinity.required (a zone, or the node of a local volume), where a
+ * volume restored from its snapshot can be used. None when the volume has none
+ * or cannot be read (warn says why; the mover is then scheduled like any pod).
+ */
+static void volume_affinity(struct phase *p, struct vol *v, struct st_err *warn)
+{
+	struct json_object *pv = NULL, *req;
+	struct st_err err = ST_ERR_INIT;
+
+	if (v->volume[0] == '\0')
+		return;
+	if (st_kube_get(&pv, p->c, &p->pvs, NULL, v->volume, NULL, &err) < 0) {
+		(void)st_err_set(warn, err.code != 0 ? err.code : ST_EUPSTREAM,
+		                 "PersistentVolume %s: %s; its mover gets no node affinity",
+		                 v->volume, st_err_text(&err));
+		return;
+	}
+	req = st_json_get_obj(st_json_get_obj(st_json_get_obj(pv, "spec"), "nodeAffinity"),
+	                      "required");
+	if (req != NULL && st_json_get_arr(req, "nodeSelectorTerms") != NULL)
+		v->node_affinity = json_object_get(req);
+	json_object_put(pv);
+}
+
 static void *resolve_one(void *arg)
 {
 	struct claim_job *j = arg;
@@ -619,6 +652,8 @@ static void *resolve_one(void *arg)
 	j->rc = st_csi_driver_of(v->driver, sizeof(v->driver), j->p->c, v->ns, v->pvc, &j->err);
 	if (j->rc >= 0)
 		j->rc = st_csi_pick_class(v->cls, sizeof(v->cls), j->p->c, v->driver, &j->err);
+	if (j->rc >= 0)
+		volume_affinity(j->p, v, &j->warn);
 	return NULL;
 }
 
@@ -638,6 +673,9 @@ static int resolve_classes(struct phase *p, struct st_err *err)
 	for (i = 0; i < n; i++) {
 		struct vol *v = jobs[i].v;
 
+		if (jobs[i].warn.code != 0)
+			plog(p, "warning", "claim %s/%s: %s", v->ns, v->pvc,
+			     st_err_text(&jobs[i].warn));
 		if (jobs[i].rc >= 0)
 			continue;
 		v->state = VOL_FAILED;
@@ -1025,6 +1063,15 @@ static struct json_object *mover_pod(struct phase *p, const struct vol *v)
 	json_object_object_add(spec, "volumes", vols);
 	if (v->tolerations != NULL)
 		json_object_object_add(spec, "tolerations", json_object_get(v->tolerations));
+	if (v->node_affinity != NULL) {
+		struct json_object *aff = json_object_new_object();
+		struct json_object *na = json_object_new_object();
+
+		json_object_object_add(na, "requiredDuringSchedulingIgnoredDuringExecution",
+		                       json_object_get(v->node_affinity));
+		json_object_object_add(aff, "nodeAffinity", na);
+		json_object_object_add(spec, "affinity", aff);
+	}
 	json_object_object_add(o, "spec", spec);
 	return o;
 }
@@ -1350,6 +1397,8 @@ static int phase_init(struct phase *p, const struct st_volumes_config *cfg, stru
 	p->start_ms = wall_ms();
 	p->progress_ms = p->start_ms;
 	st_buf_init(&p->ca, CAP_CA_FILE);
+	if (st_kube_gvr_set(&p->pvs, "", "v1", "persistentvolumes", "PersistentVolume", false) < 0)
+		return st_err_set(err, ST_EINTERNAL, "resource types");
 	return kube_types(&p->pods, &p->pvcs, &p->secrets, &p->snaps, err);
 }
 
@@ -1360,8 +1409,10 @@ static void phase_dispose(struct phase *p)
 	for (i = 0; i < p->ntargets; i++)
 		free(p->targets[i].volumes);
 	free(p->targets);
-	for (i = 0; i < p->nvols; i++)
+	for (i = 0; i < p->nvols; i++) {
 		json_object_put(p->vols[i].tolerations);
+		json_object_put(p->vols[i].node_affinity);
+	}
 	free(p->vols);
 	if (p->key != NULL)
 		st_freezero(p->key, p->key_len + 1);

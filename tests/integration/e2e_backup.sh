@@ -68,6 +68,43 @@ sys.exit(0 if 0 <= i < j else 1)
 EOF
 no_temporaries "first backup"
 
+# --- the mover runs where the volume can be used: its node affinity --------------------------------------
+pv=$(k -n test get pvc html -o 'jsonpath={.spec.volumeName}')
+[ -n "$pv" ] || fail "test/html has no volume"
+k patch pv "$pv" --type merge -p '{"spec":{"nodeAffinity":{"required":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"topology.kubernetes.io/zone","operator":"In","values":["zone-a"]}]}]}}}}' \
+	>/dev/null || fail "patching the node affinity of $pv"
+# The snapshot becomes ready a second after its cut, so the watch is up before the mover exists.
+k patch volumesnapshotclass test-snapclass --type merge \
+	-p '{"parameters":{"stasis.test/ready-delay-ms":"1000"}}' >/dev/null
+KUBECACHEDIR=$work/kcache kubectl --kubeconfig "$work/kubeconfig" -n test get pods \
+	-l stasis.io/temporary=true --watch -o json >"$work/movers.json" 2>/dev/null &
+watcher=$!
+sleep 0.5
+"$STASIS" backup create aff-01 --include-namespaces test --wait \
+	--kubeconfig "$work/kubeconfig" -n stasis >"$work/a1.out" 2>&1 ||
+	fail "aff-01 did not complete: $(cat "$work/a1.out")"
+kill "$watcher" 2>/dev/null || true
+wait "$watcher" 2>/dev/null || true
+k patch volumesnapshotclass test-snapclass --type json \
+	-p '[{"op":"replace","path":"/parameters","value":{}}]' >/dev/null
+$PY - "$work/movers.json" <<'EOF' || fail "mover pod without the volume's node affinity: $(head -c 2000 "$work/movers.json")"
+import json, sys
+text, dec, i, pods = open(sys.argv[1]).read(), json.JSONDecoder(), 0, []
+while True:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i >= len(text):
+        break
+    o, i = dec.raw_decode(text, i)
+    pods += o.get("items", [o]) if o.get("kind") == "List" else [o]
+movers = [p for p in pods if p["metadata"]["name"].endswith("-mover")]
+assert movers, "no mover pod seen"
+for p in movers:
+    terms = p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms[0]["matchExpressions"][0]["values"] == ["zone-a"], terms
+EOF
+no_temporaries "node affinity"
+
 # --- the second backup sends only what changed ------------------------------------------------------
 printf 'hello world 002\n' >"$html/index.html"
 sync
@@ -205,4 +242,4 @@ until [ -z "$(k get volumesnapshots -A -o name)" ]; do
 	[ $i -lt 100 ] || fail "crash-01's VolumeSnapshot was not removed after the restart"
 	sleep 0.1
 done
-echo "e2e backup: reference scenario, dedup, parallel freeze, window vs size, no usable class, snapshot error/timeout, controller crash: ok"
+echo "e2e backup: reference scenario, dedup, parallel freeze, mover node affinity, window vs size, no usable class, snapshot error/timeout, controller crash: ok"
