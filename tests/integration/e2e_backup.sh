@@ -73,9 +73,9 @@ pv=$(k -n test get pvc html -o 'jsonpath={.spec.volumeName}')
 [ -n "$pv" ] || fail "test/html has no volume"
 k patch pv "$pv" --type merge -p '{"spec":{"nodeAffinity":{"required":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"topology.kubernetes.io/zone","operator":"In","values":["zone-a"]}]}]}}}}' \
 	>/dev/null || fail "patching the node affinity of $pv"
-# The snapshot becomes ready a second after its cut, so the watch is up before the mover exists.
+# The snapshot becomes ready two seconds after its cut, so the watch is up before the mover exists.
 k patch volumesnapshotclass test-snapclass --type merge \
-	-p '{"parameters":{"stasis.test/ready-delay-ms":"1000"}}' >/dev/null
+	-p '{"parameters":{"stasis.test/ready-delay-ms":"2000"}}' >/dev/null
 KUBECACHEDIR=$work/kcache kubectl --kubeconfig "$work/kubeconfig" -n test get pods \
 	-l stasis.io/temporary=true --watch -o json >"$work/movers.json" 2>/dev/null &
 watcher=$!
