@@ -658,10 +658,11 @@ static void *resolve_one(void *arg)
 }
 
 /*
- * Finds each claim's CSI driver and VolumeSnapshotClass before anything is
- * frozen: these lookups (the claim, its volume, the classes) do not depend on
- * the freeze, so the window holds only the creates, and a claim that cannot
- * be snapshotted fails the phase while every pod still runs.
+ * Finds each claim's CSI driver, VolumeSnapshotClass and volume node affinity
+ * before anything is frozen: these lookups (the claim, its volume, the
+ * classes) do not depend on the freeze, so the window holds only the creates,
+ * and a claim that cannot be snapshotted fails the phase while every pod
+ * still runs.
  */
 static int resolve_classes(struct phase *p, struct st_err *err)
 {
