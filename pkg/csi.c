@@ -402,9 +402,11 @@ out:
 /*
  * The driver of the bound volume: 0 and out filled, 1 when the volume does
  * not exist (a claim pre-bound to a volume not created yet), < 0 on error.
+ * On 0, *pv_out (when not NULL) receives the volume read.
  */
-static int driver_from_volume(char *out, size_t size, struct st_kube_client *c, const char *ns,
-                              const char *pvc, const char *volume, struct st_err *err)
+static int driver_from_volume(char *out, size_t size, struct json_object **pv_out,
+                              struct st_kube_client *c, const char *ns, const char *pvc,
+                              const char *volume, struct st_err *err)
 {
 	struct st_err e = ST_ERR_INIT;
 	struct json_object *pv = NULL;
@@ -432,6 +434,10 @@ static int driver_from_volume(char *out, size_t size, struct st_kube_client *c, 
 		goto out;
 	}
 	rc = copy_out(out, size, drv, "CSI driver", err);
+	if (rc == 0 && pv_out != NULL) {
+		*pv_out = pv;
+		pv = NULL; /* transferred */
+	}
 out:
 	json_object_put(pv);
 	return rc;
@@ -440,6 +446,13 @@ out:
 int st_csi_driver_of(char *out, size_t size, struct st_kube_client *c, const char *ns,
                      const char *pvc, struct st_err *err)
 {
+	return st_csi_driver_and_volume(out, size, NULL, c, ns, pvc, err);
+}
+
+int st_csi_driver_and_volume(char *out, size_t size, struct json_object **volume_out,
+                             struct st_kube_client *c, const char *ns, const char *pvc,
+                             struct st_err *err)
+{
 	struct json_object *claim = NULL;
 	const struct json_object *spec, *cls;
 	const char *volume;
@@ -447,12 +460,14 @@ int st_csi_driver_of(char *out, size_t size, struct st_kube_client *c, const cha
 
 	if (size > 0)
 		out[0] = '\0';
+	if (volume_out != NULL)
+		*volume_out = NULL;
 	if ((rc = get_obj(&claim, c, R_PVC, ns, pvc, err)) < 0)
 		goto out;
 	spec = st_json_get_obj(claim, "spec");
 	volume = st_json_get_str(spec, "volumeName");
 	if (volume != NULL && volume[0] != '\0') {
-		rc = driver_from_volume(out, size, c, ns, pvc, volume, err);
+		rc = driver_from_volume(out, size, volume_out, c, ns, pvc, volume, err);
 		if (rc <= 0)
 			goto out;
 	}

@@ -70,6 +70,14 @@ struct st_csi_snap {
  */
 int st_csi_driver_of(char *out, size_t size, struct st_kube_client *c, const char *ns,
                      const char *pvc, struct st_err *err) ST_WARN_UNUSED;
+/*
+ * The same, and *volume_out receives the claim's PersistentVolume when the
+ * driver came from it (the caller puts it), else NULL: one read of the volume
+ * for its driver and whatever else the caller needs of it.
+ */
+int st_csi_driver_and_volume(char *out, size_t size, struct json_object **volume_out,
+                             struct st_kube_client *c, const char *ns, const char *pvc,
+                             struct st_err *err) ST_WARN_UNUSED;
 
 /*
  * VolumeSnapshotClass for a driver, as described above (one list of

@@ -50,7 +50,6 @@ enum vol_state {
 struct vol {
 	char ns[NAME_CAP];
 	char pvc[NAME_CAP];
-	char volume[NAME_CAP]; /* the bound PersistentVolume */
 	char storage_class[NAME_CAP];
 	char size[64];
 	char method[16];
@@ -90,7 +89,7 @@ struct phase {
 	size_t cap;
 	struct st_quiesce_target *targets;
 	size_t ntargets;
-	struct st_kube_gvr pods, pvcs, secrets, snaps, pvs;
+	struct st_kube_gvr pods, pvcs, secrets, snaps;
 	/* Read and opened once per phase, for every mover. */
 	char *key; /* the repository key (st_read_secret_file) */
 	size_t key_len;
@@ -219,9 +218,6 @@ static int on_pvc(struct json_object *pvc, void *payload)
 	memset(v, 0, sizeof(*v));
 	(void)snprintf(v->ns, sizeof(v->ns), "%s", ns);
 	(void)snprintf(v->pvc, sizeof(v->pvc), "%s", name);
-	(void)snprintf(v->volume, sizeof(v->volume), "%s",
-	               st_json_get_str(spec, "volumeName") ? st_json_get_str(spec, "volumeName")
-	                                                   : "");
 	(void)snprintf(v->storage_class, sizeof(v->storage_class), "%s", sc ? sc : "");
 	(void)snprintf(v->size, sizeof(v->size), "%s", size ? size : "");
 	if (method == NULL)
@@ -580,7 +576,6 @@ struct claim_job {
 	bool started;
 	int rc;
 	struct st_err err;
-	struct st_err warn; /* something worth a warning, not a failure */
 };
 
 /* Runs fn on each job, CREATE_PARALLEL threads at a time (in line when none starts). */
@@ -619,41 +614,28 @@ static struct claim_job *pending_jobs(struct phase *p, size_t *n)
 }
 
 /*
- * The node affinity a mover of v needs: its volume's
- * spec.nodeAffinity.required (a zone, or the node of a local volume), where a
- * volume restored from its snapshot can be used. None when the volume has none
- * or cannot be read (warn says why; the mover is then scheduled like any pod).
+ * A claim's CSI driver and VolumeSnapshotClass, and
+ * the node affinity its mover needs: the volume's spec.nodeAffinity.required
+ * (a zone, or the node of a local volume), where a volume restored from the
+ * snapshot can be used. The volume is the one read for the driver; when the
+ * driver came from a StorageClass there is none, and the mover is scheduled
+ * like any pod.
  */
-static void volume_affinity(struct phase *p, struct vol *v, struct st_err *warn)
-{
-	struct json_object *pv = NULL, *req;
-	struct st_err err = ST_ERR_INIT;
-
-	if (v->volume[0] == '\0')
-		return;
-	if (st_kube_get(&pv, p->c, &p->pvs, NULL, v->volume, NULL, &err) < 0) {
-		(void)st_err_set(warn, err.code != 0 ? err.code : ST_EUPSTREAM,
-		                 "PersistentVolume %s: %s; its mover gets no node affinity",
-		                 v->volume, st_err_text(&err));
-		return;
-	}
-	req = st_json_get_obj(st_json_get_obj(st_json_get_obj(pv, "spec"), "nodeAffinity"),
-	                      "required");
-	if (req != NULL && st_json_get_arr(req, "nodeSelectorTerms") != NULL)
-		v->node_affinity = json_object_get(req);
-	json_object_put(pv);
-}
-
 static void *resolve_one(void *arg)
 {
 	struct claim_job *j = arg;
 	struct vol *v = j->v;
+	struct json_object *pv = NULL, *req;
 
-	j->rc = st_csi_driver_of(v->driver, sizeof(v->driver), j->p->c, v->ns, v->pvc, &j->err);
+	j->rc = st_csi_driver_and_volume(v->driver, sizeof(v->driver), &pv, j->p->c, v->ns, v->pvc,
+	                                 &j->err);
 	if (j->rc >= 0)
 		j->rc = st_csi_pick_class(v->cls, sizeof(v->cls), j->p->c, v->driver, &j->err);
-	if (j->rc >= 0)
-		volume_affinity(j->p, v, &j->warn);
+	req = st_json_get_obj(st_json_get_obj(st_json_get_obj(pv, "spec"), "nodeAffinity"),
+	                      "required");
+	if (j->rc >= 0 && st_json_get_arr(req, "nodeSelectorTerms") != NULL)
+		v->node_affinity = json_object_get(req);
+	json_object_put(pv);
 	return NULL;
 }
 
@@ -664,7 +646,7 @@ static void *resolve_one(void *arg)
  * and a claim that cannot be snapshotted fails the phase while every pod
  * still runs.
  */
-static int resolve_classes(struct phase *p, struct st_err *err)
+static int resolve_claims(struct phase *p, struct st_err *err)
 {
 	size_t i, n;
 	struct claim_job *jobs = pending_jobs(p, &n);
@@ -674,9 +656,6 @@ static int resolve_classes(struct phase *p, struct st_err *err)
 	for (i = 0; i < n; i++) {
 		struct vol *v = jobs[i].v;
 
-		if (jobs[i].warn.code != 0)
-			plog(p, "warning", "claim %s/%s: %s", v->ns, v->pvc,
-			     st_err_text(&jobs[i].warn));
 		if (jobs[i].rc >= 0)
 			continue;
 		v->state = VOL_FAILED;
@@ -775,7 +754,7 @@ static int quiesce_and_cut(struct phase *p, struct st_err *err)
 	qo.tls.server_name = cfg->agent_server_name;
 	qo.deadline_s = cfg->freeze_deadline_s > 0 ? cfg->freeze_deadline_s : 30;
 	qo.timeout_ms = cfg->freeze_timeout_ms;
-	if ((rc = resolve_classes(p, err)) < 0)
+	if ((rc = resolve_claims(p, err)) < 0)
 		return rc;
 	t[0] = mono_ms();
 	if (p->ntargets > 0) {
@@ -1398,8 +1377,6 @@ static int phase_init(struct phase *p, const struct st_volumes_config *cfg, stru
 	p->start_ms = wall_ms();
 	p->progress_ms = p->start_ms;
 	st_buf_init(&p->ca, CAP_CA_FILE);
-	if (st_kube_gvr_set(&p->pvs, "", "v1", "persistentvolumes", "PersistentVolume", false) < 0)
-		return st_err_set(err, ST_EINTERNAL, "resource types");
 	return kube_types(&p->pods, &p->pvcs, &p->secrets, &p->snaps, err);
 }
 

@@ -450,15 +450,23 @@ static void make_class(struct st_kube_client *c, const char *name, const char *d
 	     name, meta_extra, driver);
 }
 
-static void expect_driver(struct st_kube_client *c, const char *ns, const char *pvc, int want_rc,
-                          const char *want)
+/* want_pv: the PersistentVolume the driver must come from, NULL when none. */
+static void expect_driver_pv(struct st_kube_client *c, const char *ns, const char *pvc, int want_rc,
+                             const char *want, const char *want_pv)
 {
 	struct st_err err = ST_ERR_INIT;
+	struct json_object *pv = (struct json_object *)&err; /* must be overwritten */
 	char out[254] = "junk";
-	int rc = st_csi_driver_of(out, sizeof(out), c, ns, pvc, &err);
+	int rc = st_csi_driver_and_volume(out, sizeof(out), &pv, c, ns, pvc, &err);
 
 	if (rc != want_rc)
 		fail_msg("driver of %s: rc %d, want %d (%s)", pvc, rc, want_rc, st_err_text(&err));
+	if (want_pv == NULL)
+		assert_null(pv);
+	else
+		assert_string_equal(st_json_get_str(st_json_get_obj(pv, "metadata"), "name"),
+		                    want_pv);
+	json_object_put(pv);
 	if (rc == 0)
 		assert_string_equal(out, want);
 	else if (strstr(err.msg, want) == NULL || strstr(err.msg, pvc) == NULL)
@@ -466,6 +474,12 @@ static void expect_driver(struct st_kube_client *c, const char *ns, const char *
 		         want);
 	else
 		printf("[  INFO    ] %s: %s\n", pvc, err.msg);
+}
+
+static void expect_driver(struct st_kube_client *c, const char *ns, const char *pvc, int want_rc,
+                          const char *want)
+{
+	expect_driver_pv(c, ns, pvc, want_rc, want, NULL);
 }
 
 static void test_live_driver(void **state)
@@ -496,7 +510,15 @@ static void test_live_driver(void **state)
 	(void)snprintf(body, sizeof(body), ",\"volumeName\":\"%s\",\"storageClassName\":\"%s\"", pv,
 	               sc);
 	make_pvc(c, ns, "bound", body);
-	expect_driver(c, ns, "bound", 0, "pv.csi.test");
+	expect_driver_pv(c, ns, "bound", 0, "pv.csi.test", pv);
+	{
+		struct st_err err = ST_ERR_INIT;
+		char out[254];
+
+		/* The plain form gives the same driver. */
+		assert_int_equal(st_csi_driver_of(out, sizeof(out), c, ns, "bound", &err), 0);
+		assert_string_equal(out, "pv.csi.test");
+	}
 	(void)snprintf(body, sizeof(body), ",\"storageClassName\":\"%s\"", sc);
 	make_pvc(c, ns, "classed", body);
 	expect_driver(c, ns, "classed", 0, "sc.csi.test");
