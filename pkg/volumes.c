@@ -57,9 +57,7 @@ struct vol {
 	bool selected; /* the claim itself matches the selector */
 	bool used;     /* mounted by a selected pod */
 	enum vol_state state;
-	char driver[254]; /* CSI driver, resolved before the freeze */
-	char cls[254];    /* its VolumeSnapshotClass, likewise */
-	struct st_csi_snap snap;
+	struct st_csi_snap snap; /* driver and class resolved before the freeze */
 	bool snap_created;
 	struct json_object *tolerations; /* of a pod mounting the claim; owned */
 	/* The volume's spec.nodeAffinity.required (where it can be used); owned */
@@ -614,7 +612,7 @@ static struct claim_job *pending_jobs(struct phase *p, size_t *n)
 }
 
 /*
- * A claim's CSI driver and VolumeSnapshotClass, and
+ * A claim's CSI driver and VolumeSnapshotClass, into its snapshot-to-be, and
  * the node affinity its mover needs: the volume's spec.nodeAffinity.required
  * (a zone, or the node of a local volume), where a volume restored from the
  * snapshot can be used. The volume is the one read for the driver; when the
@@ -627,10 +625,11 @@ static void *resolve_one(void *arg)
 	struct vol *v = j->v;
 	struct json_object *pv = NULL, *req;
 
-	j->rc = st_csi_driver_and_volume(v->driver, sizeof(v->driver), &pv, j->p->c, v->ns, v->pvc,
-	                                 &j->err);
+	j->rc = st_csi_driver_and_volume(v->snap.driver, sizeof(v->snap.driver), &pv, j->p->c,
+	                                 v->ns, v->pvc, &j->err);
 	if (j->rc >= 0)
-		j->rc = st_csi_pick_class(v->cls, sizeof(v->cls), j->p->c, v->driver, &j->err);
+		j->rc = st_csi_pick_class(v->snap.cls, sizeof(v->snap.cls), j->p->c, v->snap.driver,
+		                          &j->err);
 	req = st_json_get_obj(st_json_get_obj(st_json_get_obj(pv, "spec"), "nodeAffinity"),
 	                      "required");
 	if (j->rc >= 0 && st_json_get_arr(req, "nodeSelectorTerms") != NULL)
@@ -690,13 +689,10 @@ static int create_snapshots(struct phase *p, struct st_err *err)
 	for (i = 0; i < n; i++) {
 		struct vol *v = jobs[i].v;
 
-		memset(&v->snap, 0, sizeof(v->snap));
 		(void)snprintf(v->snap.namespace, sizeof(v->snap.namespace), "%s", v->ns);
 		(void)snprintf(v->snap.pvc, sizeof(v->snap.pvc), "%s", v->pvc);
 		(void)snprintf(v->snap.name, sizeof(v->snap.name), "%.200s-%08x", p->backup,
 		               fnv32(v->ns, v->pvc));
-		(void)snprintf(v->snap.driver, sizeof(v->snap.driver), "%s", v->driver);
-		(void)snprintf(v->snap.cls, sizeof(v->snap.cls), "%s", v->cls);
 		v->snap.restore_size = -1;
 	}
 	run_claim_jobs(jobs, n, create_one);
