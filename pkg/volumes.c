@@ -574,6 +574,7 @@ struct claim_job {
 	bool started;
 	int rc;
 	struct st_err err;
+	bool class_looked_up; /* rc and err are then the class lookup's */
 };
 
 /* Runs fn on each job, CREATE_PARALLEL threads at a time (in line when none starts). */
@@ -612,8 +613,8 @@ static struct claim_job *pending_jobs(struct phase *p, size_t *n)
 }
 
 /*
- * A claim's CSI driver and VolumeSnapshotClass, into its snapshot-to-be, and
- * the node affinity its mover needs: the volume's spec.nodeAffinity.required
+ * A claim's CSI driver, into its snapshot-to-be, and the node affinity its
+ * mover needs: the volume's spec.nodeAffinity.required
  * (a zone, or the node of a local volume), where a volume restored from the
  * snapshot can be used. The volume is the one read for the driver; when the
  * driver came from a StorageClass there is none, and the mover is scheduled
@@ -627,9 +628,6 @@ static void *resolve_one(void *arg)
 
 	j->rc = st_csi_driver_and_volume(v->snap.driver, sizeof(v->snap.driver), &pv, j->p->c,
 	                                 v->ns, v->pvc, &j->err);
-	if (j->rc >= 0)
-		j->rc = st_csi_pick_class(v->snap.cls, sizeof(v->snap.cls), j->p->c, v->snap.driver,
-		                          &j->err);
 	req = st_json_get_obj(st_json_get_obj(st_json_get_obj(pv, "spec"), "nodeAffinity"),
 	                      "required");
 	if (j->rc >= 0 && st_json_get_arr(req, "nodeSelectorTerms") != NULL)
@@ -652,6 +650,26 @@ static int resolve_claims(struct phase *p, struct st_err *err)
 	int rc = 0;
 
 	run_claim_jobs(jobs, n, resolve_one);
+	/* One list of the VolumeSnapshotClasses per driver, shared by its claims. */
+	for (i = 0; i < n; i++) {
+		struct claim_job *j = &jobs[i], *same = NULL;
+
+		if (j->rc < 0)
+			continue;
+		for (size_t k = 0; k < i && same == NULL; k++)
+			if (jobs[k].class_looked_up &&
+			    strcmp(jobs[k].v->snap.driver, j->v->snap.driver) == 0)
+				same = &jobs[k];
+		j->class_looked_up = true;
+		if (same == NULL) {
+			j->rc = st_csi_pick_class(j->v->snap.cls, sizeof(j->v->snap.cls), p->c,
+			                          j->v->snap.driver, &j->err);
+			continue;
+		}
+		j->rc = same->rc;
+		j->err = same->err;
+		memcpy(j->v->snap.cls, same->v->snap.cls, sizeof(j->v->snap.cls));
+	}
 	for (i = 0; i < n; i++) {
 		struct vol *v = jobs[i].v;
 

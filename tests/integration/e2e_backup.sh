@@ -127,6 +127,7 @@ for i in 0 1 2; do
 	make_pod multi "db-$i" "data-$i" /var/lib/data postgres:15
 done
 for i in 0 1 2; do wait_running multi "db-$i" 60; done
+reset_requests
 "$STASIS" backup create multi-01 --include-namespaces multi --wait \
 	--kubeconfig "$work/kubeconfig" -n stasis >"$work/m1.out" 2>&1 ||
 	fail "multi-01 did not complete: $(cat "$work/m1.out")"
@@ -140,6 +141,9 @@ t = lambda s: datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
 assert max(t(x["frozenAt"]) for x in w) <= min(t(x["thawedAt"]) for x in w), w
 assert all(v["phase"] == "Completed" for v in b["volumes"]), b["volumes"]
 ' || fail "multi-01: the three pods were not frozen together: $(bjson multi-01 'b["status"]')"
+# The three claims share a driver: its VolumeSnapshotClasses are listed once.
+classes=$(list_requests | awk '$1 ~ /^volumesnapshotclasses/ { print $2 }')
+[ "$classes" = 1 ] || fail "multi-01 listed VolumeSnapshotClasses ${classes:-0} times, want 1"
 no_temporaries "multi backup"
 
 # --- the window does not grow with the data: 1 GiB and 4 GiB volumes ------------------------------
